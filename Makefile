@@ -1,0 +1,46 @@
+# sluice — see README.md. Every target works on a fresh machine with Go 1.26.
+GO        ?= go
+BIN       ?= bin/sluice
+GOBIN     ?= $(shell $(GO) env GOPATH)/bin
+VERSITYGW ?= $(GOBIN)/versitygw
+STATICCHECK_VERSION ?= v0.8.2
+VERSITYGW_VERSION   ?= v1.8.0
+# go-nvml's cgo headers use deprecated declarations; keep the build quiet.
+export CGO_CFLAGS ?= -Wno-deprecated-declarations
+
+.PHONY: all build demo test test-short bench lint tools clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/sluice
+
+## demo: run the main job end to end on embedded defaults (Kafka, S3 folder, OPA, CPU executor).
+demo: build
+	./$(BIN) demo --dir .demo
+
+## test: every test, including the ones against a real S3 server (Versity S3 Gateway, built on first use).
+test: tools
+	PATH="$(GOBIN):$$PATH" $(GO) test -count=1 -timeout 20m ./...
+
+## test-short: unit tests only.
+test-short:
+	$(GO) test -short ./...
+
+## bench: the benchmarks recorded in docs/BENCHMARKS.md.
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./ingest/... ./gpuexec/... ./storage/... ./transform/...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+## tools: the S3 server the integration tests talk to (Apache-2.0), from the Go module proxy.
+tools: $(VERSITYGW)
+
+$(VERSITYGW):
+	cd / && GOFLAGS=-mod=mod $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
+
+clean:
+	rm -rf bin .demo

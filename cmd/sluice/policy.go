@@ -1,0 +1,251 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	iofs "io/fs"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/sluice-dev/sluice/policies"
+	"github.com/sluice-dev/sluice/policy"
+	"github.com/sluice-dev/sluice/policy/rego"
+	"github.com/sluice-dev/sluice/transform"
+)
+
+const policyUsage = `Usage:
+  sluice policy test [DIR]                     run the Rego tests in DIR (default: the shipped policies)
+  sluice policy eval --input FILE [flags]      print the decision for one input
+
+Run 'sluice policy test -h' or 'sluice policy eval -h' for details.
+`
+
+func cmdPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, policyUsage)
+		return fmt.Errorf("%w: policy needs a sub-command (test, eval)", errUsage)
+	}
+	switch args[0] {
+	case "test":
+		return cmdPolicyTest(ctx, args[1:], stdout, stderr)
+	case "eval":
+		return cmdPolicyEval(ctx, args[1:], stdout, stderr)
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, policyUsage)
+		return nil
+	}
+	fmt.Fprint(stderr, policyUsage)
+	return fmt.Errorf("%w: unknown policy sub-command %q", errUsage, args[0])
+}
+
+func cmdPolicyTest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("policy test", "policy test [DIR]",
+		`Runs the Rego unit tests (rules named test_*, usually in *_test.rego) of the
+policy directory DIR against its modules and data files, like 'opa test'.
+Prints PASS or FAIL per test and a total; exits 1 if any test fails.
+Without DIR it tests the policies built into this binary.
+
+Example:
+  sluice policy test policies/
+`, stderr)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	fsys := policySource(fs.Arg(0))
+	passed, failed, err := rego.RunTests(ctx, fsys, stdout)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%d passed, %d failed\n", passed, failed)
+	if failed > 0 {
+		return errFailed
+	}
+	return nil
+}
+
+// policySource is the policy directory dir, or the shipped policies when
+// dir is empty.
+func policySource(dir string) iofs.FS {
+	if dir == "" {
+		return policies.FS
+	}
+	return os.DirFS(dir)
+}
+
+func cmdPolicyEval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("policy eval", "policy eval --input FILE [--policies DIR] [-f SPEC] [--executor ID] [-o json]",
+		`Prints the decision the policy makes for one input: allow or deny, the
+reasons, the obligations (columns to hash, mask or drop), the rule labels,
+the decision id and the policy revision.
+
+FILE is either a full policy input document
+  {"pipeline": {...}, "data": {...}, "executor": {...}}
+(see policies/README.md), or one raw record as it appears on the topic; for
+a record, -f SPEC says how to read it (jurisdiction field, data classes) and
+which executors exist, and --executor picks one (default: every executor of
+the spec). "-" reads FILE from standard input.
+
+Examples:
+  sluice policy eval --input testdata/policy/de-to-cloud.json
+  echo '{"country":"DE","user_id":"u1","amount":3}' | \
+    sluice policy eval --input - -f deploy/examples/card-transactions.yaml
+`, stderr)
+	input := fs.String("input", "", "input `file` (a policy input document or a record; - for stdin)")
+	dir := fs.String("policies", "", "policy `dir`ectory (default: the shipped policies)")
+	specFile := fs.String("f", "", "pipeline spec, needed when FILE is a record")
+	execID := fs.String("executor", "", "executor `id` of the spec to decide for (default: all)")
+	var out outputFlag
+	out.register(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	asJSON, err := out.json()
+	if err != nil {
+		return err
+	}
+	if *input == "" {
+		return fmt.Errorf("%w: policy eval needs --input FILE", errUsage)
+	}
+	var raw []byte
+	if *input == "-" {
+		raw, err = io.ReadAll(io.LimitReader(os.Stdin, 16<<20))
+	} else {
+		raw, err = os.ReadFile(*input)
+	}
+	if err != nil {
+		return err
+	}
+	inputs, err := policyInputs(raw, *specFile, *execID)
+	if err != nil {
+		return err
+	}
+	d, err := rego.New(ctx, rego.Config{FS: policySource(*dir)})
+	if err != nil {
+		return err
+	}
+	type result struct {
+		Input    policy.Input    `json:"input"`
+		Decision policy.Decision `json:"decision"`
+		Error    string          `json:"error,omitempty"`
+	}
+	var results []result
+	for _, in := range inputs {
+		dec, err := d.Decide(ctx, in)
+		r := result{Input: in, Decision: dec}
+		if err != nil {
+			r.Error = err.Error()
+		}
+		results = append(results, r)
+	}
+	if asJSON {
+		writeJSON(stdout, results)
+		return nil
+	}
+	for _, r := range results {
+		verdict := "DENY"
+		if r.Decision.Allow {
+			verdict = "ALLOW"
+		}
+		fmt.Fprintf(stdout, "%s  data %s %v → executor %s (%s, %s)\n", verdict, r.Input.Data.Jurisdiction,
+			r.Input.Data.Classes, r.Input.Executor.ID, r.Input.Executor.Kind, r.Input.Executor.Jurisdiction)
+		for _, reason := range r.Decision.Reasons {
+			fmt.Fprintf(stdout, "  reason:      %s\n", reason)
+		}
+		if len(r.Decision.Rules) > 0 {
+			fmt.Fprintf(stdout, "  rules:       %s\n", strings.Join(r.Decision.Rules, ", "))
+		}
+		if o := r.Decision.Obligations; !o.Empty() {
+			fmt.Fprintf(stdout, "  obligations: hash %v, mask %v, drop %v\n", o.Hash, o.Mask, o.Drop)
+		}
+		if r.Error != "" {
+			fmt.Fprintf(stdout, "  error:       %s\n", r.Error)
+		}
+		fmt.Fprintf(stdout, "  decision %s, revision %s\n", r.Decision.DecisionID, r.Decision.Revision)
+	}
+	return nil
+}
+
+// policyInputs turns FILE into policy inputs: a full input document as is,
+// or a record read through the spec, once per executor.
+func policyInputs(raw []byte, specFile, execID string) ([]policy.Input, error) {
+	var probe map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &probe); err != nil {
+		return nil, fmt.Errorf("input is not a JSON object: %w", err)
+	}
+	_, hasData := probe["data"]
+	_, hasExec := probe["executor"]
+	if hasData && hasExec {
+		var in policy.Input
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&in); err != nil {
+			return nil, fmt.Errorf("input document: %w", err)
+		}
+		return []policy.Input{in}, nil
+	}
+	if specFile == "" {
+		return nil, fmt.Errorf("%w: the input is a record, not a policy input document; give -f SPEC to read it", errUsage)
+	}
+	spec, err := transform.Load(specFile)
+	if err != nil {
+		return nil, err
+	}
+	var rec map[string]any
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		return nil, err
+	}
+	data := policy.Data{Classes: []string{}}
+	for _, f := range spec.Schema {
+		v, ok := lookup(rec, f.Path)
+		if !ok || v == nil {
+			continue
+		}
+		if f.Name == spec.Residency.Jurisdiction {
+			s, _ := v.(string)
+			data.Jurisdiction = strings.ToUpper(strings.TrimSpace(s))
+		}
+		if len(f.Classes) > 0 {
+			data.Columns = append(data.Columns, policy.Column{Name: f.Name, Classes: f.Classes})
+			data.Classes = append(data.Classes, f.Classes...)
+		}
+	}
+	slices.Sort(data.Classes)
+	data.Classes = slices.Compact(data.Classes)
+	data.Region = policy.Region(data.Jurisdiction)
+	var ins []policy.Input
+	for _, ex := range spec.Executors {
+		if execID != "" && ex.ID != execID {
+			continue
+		}
+		l := ex.Location
+		ins = append(ins, policy.Input{
+			Pipeline: policy.Pipeline{Name: spec.Name, Purpose: spec.Purpose},
+			Data:     data,
+			Executor: policy.Executor{ID: ex.ID, Kind: l.Kind, Provider: l.Provider, Site: l.Site,
+				Region: l.Region, Jurisdiction: l.Jurisdiction, Certifications: l.Certifications},
+		})
+	}
+	if len(ins) == 0 {
+		return nil, fmt.Errorf("%w: spec %s has no executor %q", errUsage, specFile, execID)
+	}
+	return ins, nil
+}
+
+// lookup follows a dotted path into a decoded JSON object.
+func lookup(m map[string]any, path string) (any, bool) {
+	var cur any = m
+	for _, part := range strings.Split(path, ".") {
+		obj, ok := cur.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if cur, ok = obj[part]; !ok {
+			return nil, false
+		}
+	}
+	return cur, true
+}

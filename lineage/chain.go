@@ -1,0 +1,425 @@
+package lineage
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+)
+
+// ErrConflict is returned (wrapped) when another writer appended to a chain
+// while this one was writing it: one chain has one writer at a time.
+var ErrConflict = errors.New("lineage: chain written concurrently")
+
+// WriterConfig configures a Writer.
+type WriterConfig struct {
+	// Prefix is the key prefix of all lineage objects. Default "lineage".
+	Prefix string
+	// Pipeline names the pipeline; it becomes the pipeline=NAME key
+	// element. Required; letters, digits, '.', '_' and '-' only.
+	Pipeline string
+	// Key signs every segment. Required (see LoadOrCreateKey).
+	Key ed25519.PrivateKey
+}
+
+// Writer appends events to hash-chained, signed segments. It is safe for
+// concurrent use: Appends to one chain are serialised, different chains
+// proceed in parallel. Each chain must have one writing process at a time
+// (the Kafka consumer that owns the partition); a writer that finds a
+// segment it did not expect re-reads the chain, and fails with ErrConflict
+// if that does not resolve it.
+type Writer struct {
+	store    Store
+	prefix   string
+	pipeline string
+	key      ed25519.PrivateKey
+	pub      ed25519.PublicKey
+
+	mu        sync.Mutex
+	chains    map[string]*chainState
+	published bool // PublishKey succeeded
+}
+
+// chainState is what a writer knows of one chain's tail.
+type chainState struct {
+	mu      sync.Mutex
+	loaded  bool
+	nextSeq uint64
+	head    string    // hash of the chain's last event line
+	batch   *batchRef // the chain's latest Kafka batch, nil when none
+	last    SegmentInfo
+	// orphan is a trailing segment without signature: a write that did not
+	// complete. The next Append writes the same key and replaces it.
+	orphan string
+}
+
+// SegmentInfo describes a written segment.
+type SegmentInfo struct {
+	Key      string `json:"key"`
+	Chain    string `json:"chain"`
+	FirstSeq uint64 `json:"firstSeq"`
+	LastSeq  uint64 `json:"lastSeq"`
+	Events   int    `json:"events"`
+	// Head is the hex SHA-256 of the segment's last event line: the value
+	// the chain's next event carries as prev.
+	Head  string `json:"head"`
+	Bytes int64  `json:"bytes"`
+	// Replayed is true when Append wrote nothing because the chain already
+	// records the batch; the other fields then describe the chain's last
+	// segment.
+	Replayed bool `json:"replayed,omitempty"`
+}
+
+// NewWriter returns a writer to store.
+func NewWriter(store Store, cfg WriterConfig) (*Writer, error) {
+	if store == nil {
+		return nil, errors.New("lineage: nil store")
+	}
+	if !validName(cfg.Pipeline) {
+		return nil, fmt.Errorf("lineage: pipeline name %q: want letters, digits, '.', '_' or '-'", cfg.Pipeline)
+	}
+	if len(cfg.Key) != ed25519.PrivateKeySize {
+		return nil, fmt.Errorf("%w: WriterConfig.Key is required", ErrKey)
+	}
+	prefix, _ := normPrefix(cfg.Prefix)
+	if prefix == "" {
+		prefix = defaultRoot
+	}
+	return &Writer{
+		store:    store,
+		prefix:   prefix,
+		pipeline: cfg.Pipeline,
+		key:      cfg.Key,
+		pub:      cfg.Key.Public().(ed25519.PublicKey),
+		chains:   map[string]*chainState{},
+	}, nil
+}
+
+// PublicKey returns the key that verifies this writer's segments.
+func (w *Writer) PublicKey() ed25519.PublicKey { return w.pub }
+
+// PublishKey writes the public key to PREFIX/pipeline=NAME/_keys/ed25519.pub
+// so Verify can find it. It is idempotent; it fails with ErrKey when a
+// different key is already published, because the chain's existing
+// segments would no longer verify. The first Append of a Writer calls it
+// when it has not succeeded yet; call it at start to fail early.
+func (w *Writer) PublishKey(ctx context.Context) error {
+	pemBytes, err := MarshalPublicKey(w.pub)
+	if err != nil {
+		return err
+	}
+	key := pipelineDir(w.prefix, w.pipeline) + "/" + pubKeyFile
+	old, found, err := readObject(ctx, w.store, key, 64<<10)
+	if err != nil {
+		return err
+	}
+	if found {
+		pub, err := ParsePublicKey(old)
+		if err != nil {
+			return fmt.Errorf("lineage: published key %s: %w", key, err)
+		}
+		if !pub.Equal(w.pub) {
+			return fmt.Errorf("%w: %s holds a different public key; use the signing key of this pipeline", ErrKey, key)
+		}
+		w.mu.Lock()
+		w.published = true
+		w.mu.Unlock()
+		return nil
+	}
+	if err := w.store.Put(ctx, key, bytes.NewReader(pemBytes), int64(len(pemBytes))); err != nil {
+		return fmt.Errorf("lineage: publish key: %w", err)
+	}
+	w.mu.Lock()
+	w.published = true
+	w.mu.Unlock()
+	return nil
+}
+
+func (w *Writer) state(chain string) *chainState {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	st := w.chains[chain]
+	if st == nil {
+		st = &chainState{}
+		w.chains[chain] = st
+	}
+	return st
+}
+
+// Append writes events as one segment of chain and returns when it is
+// durable: the segment object first, then its signature object. It sets
+// each event's sluice_chain facet (seq, prev) and fills missing
+// _producer/_schemaURL (Event.Stamp). The events of one call are one Kafka
+// batch: all that carry sluice_kafkaOffsets name the same topic, partition
+// and First..Last, and their ranges cover First..Last exactly once;
+// otherwise Append fails with ErrInvalidEvent and writes nothing.
+//
+// On first use of a chain the writer reads the chain's last segment from
+// the store and continues after it, so a restarted process extends the
+// chain instead of forking it. A trailing segment without signature (a
+// crash between the two writes) is overwritten by the next Append.
+//
+// Replays: when the chain already records offsets up to L and the batch
+// ends at or before L (First..Last ⊆ what an earlier Append made durable),
+// Append writes nothing and returns the chain's last segment with Replayed
+// set. A batch that starts at or before L but ends after it (a replay cut
+// into different batches) is written whole, so every offset of its output
+// has lineage; Verify counts such overlaps as replays, not problems.
+func (w *Writer) Append(ctx context.Context, chain string, events []*Event) (SegmentInfo, error) {
+	if err := ctx.Err(); err != nil {
+		return SegmentInfo{}, err
+	}
+	if !validName(chain) {
+		return SegmentInfo{}, fmt.Errorf("lineage: chain name %q: want letters, digits, '.', '_' or '-'", chain)
+	}
+	if len(events) == 0 {
+		return SegmentInfo{}, fmt.Errorf("%w: no events to append to chain %s", ErrInvalidEvent, chain)
+	}
+	vals := make([]Event, len(events))
+	for i, ev := range events {
+		if ev == nil {
+			return SegmentInfo{}, fmt.Errorf("%w: event #%d is nil", ErrInvalidEvent, i)
+		}
+		ev.Stamp()
+		if err := ev.Validate(); err != nil {
+			return SegmentInfo{}, fmt.Errorf("chain %s: event #%d: %w", chain, i, err)
+		}
+		vals[i] = *ev
+	}
+	b, err := segmentBatch(vals)
+	if err != nil {
+		return SegmentInfo{}, fmt.Errorf("%w: chain %s: %v", ErrInvalidEvent, chain, err)
+	}
+
+	w.mu.Lock()
+	published := w.published
+	w.mu.Unlock()
+	if !published {
+		if err := w.PublishKey(ctx); err != nil {
+			return SegmentInfo{}, err
+		}
+	}
+
+	st := w.state(chain)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	dir := chainDir(w.prefix, w.pipeline, chain)
+	fresh := false
+	if !st.loaded {
+		if err := w.load(ctx, chain, st); err != nil {
+			return SegmentInfo{}, err
+		}
+		fresh = true
+	}
+	var key string
+	for {
+		if b != nil && st.batch != nil {
+			if b.Topic != st.batch.Topic || b.Partition != st.batch.Partition {
+				return SegmentInfo{}, fmt.Errorf("%w: chain %s records %s/%d, batch is %s", ErrInvalidEvent, chain, st.batch.Topic, st.batch.Partition, b)
+			}
+			if b.Last <= st.batch.Last {
+				info := st.last
+				info.Replayed = true
+				return info, nil
+			}
+		}
+		key = segmentKey(dir, st.nextSeq)
+		if fresh || key == st.orphan {
+			break
+		}
+		// Our view of the tail may be stale (the partition moved to another
+		// replica and back): a segment already at our next key says so.
+		_, found, err := readObject(ctx, w.store, key, maxSegmentBytes)
+		if err != nil && !errors.Is(err, ErrCorrupt) {
+			return SegmentInfo{}, err
+		}
+		if !found {
+			break
+		}
+		if err := w.load(ctx, chain, st); err != nil {
+			return SegmentInfo{}, err
+		}
+		fresh = true
+	}
+
+	var buf bytes.Buffer
+	head := st.head
+	for i, ev := range events {
+		ev.Run.Facets.Chain = &ChainFacet{
+			BaseFacet: BaseFacet{Producer: ev.Producer, SchemaURL: ChainFacetURL},
+			Seq:       st.nextSeq + uint64(i),
+			Prev:      head,
+		}
+		line, err := json.Marshal(ev)
+		if err != nil {
+			return SegmentInfo{}, fmt.Errorf("%w: chain %s: event #%d: %v", ErrInvalidEvent, chain, i, err)
+		}
+		head = hashLine(line)
+		buf.Write(line)
+		buf.WriteByte('\n')
+	}
+	if buf.Len() > maxSegmentBytes {
+		return SegmentInfo{}, fmt.Errorf("%w: chain %s: segment of %d bytes exceeds %d; append fewer events", ErrInvalidEvent, chain, buf.Len(), maxSegmentBytes)
+	}
+	data := buf.Bytes()
+	sig := []byte(base64.StdEncoding.EncodeToString(ed25519.Sign(w.key, data)) + "\n")
+	if err := w.store.Put(ctx, key, bytes.NewReader(data), int64(len(data))); err != nil {
+		st.loaded = false
+		return SegmentInfo{}, fmt.Errorf("lineage: put segment %s: %w", key, err)
+	}
+	if err := w.store.Put(ctx, key+sigExt, bytes.NewReader(sig), int64(len(sig))); err != nil {
+		st.loaded = false
+		return SegmentInfo{}, fmt.Errorf("lineage: put signature %s%s: %w", key, sigExt, err)
+	}
+	info := SegmentInfo{
+		Key:      key,
+		Chain:    chain,
+		FirstSeq: st.nextSeq,
+		LastSeq:  st.nextSeq + uint64(len(events)) - 1,
+		Events:   len(events),
+		Head:     head,
+		Bytes:    int64(len(data)),
+	}
+	st.nextSeq += uint64(len(events))
+	st.head = head
+	st.last = info
+	st.orphan = ""
+	if b != nil {
+		st.batch = b
+	}
+	return info, nil
+}
+
+// LastOffset returns the last Kafka offset chain records; ok is false when
+// the chain records no batch yet. A runner may skip a batch that ends at or
+// before it (Append would treat it as a replay anyway).
+func (w *Writer) LastOffset(ctx context.Context, chain string) (offset int64, ok bool, err error) {
+	if !validName(chain) {
+		return 0, false, fmt.Errorf("lineage: chain name %q: want letters, digits, '.', '_' or '-'", chain)
+	}
+	st := w.state(chain)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if !st.loaded {
+		if err := w.load(ctx, chain, st); err != nil {
+			return 0, false, err
+		}
+	}
+	if st.batch == nil {
+		return 0, false, nil
+	}
+	return st.batch.Last, true, nil
+}
+
+// load reads the chain's tail from the store into st.
+func (w *Writer) load(ctx context.Context, chain string, st *chainState) error {
+	dir := chainDir(w.prefix, w.pipeline, chain)
+	var segs []keyInfo
+	sigs := map[string]bool{}
+	err := w.store.Iter(ctx, dir+"/", func(key string) error {
+		ki, ok := parseKey(key)
+		if !ok || ki.dir != dir {
+			return nil
+		}
+		switch ki.kind {
+		case kindSegment:
+			segs = append(segs, keyInfo{seq: ki.seq, segment: key})
+		case kindSig:
+			sigs[ki.segment] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("lineage: list chain %s: %w", chain, err)
+	}
+	slices.SortFunc(segs, func(a, b keyInfo) int { return cmp.Compare(a.seq, b.seq) })
+
+	st.loaded, st.nextSeq, st.head, st.batch, st.last, st.orphan = false, 0, "", nil, SegmentInfo{}, ""
+	i := len(segs) - 1
+	if i >= 0 && !sigs[segs[i].segment] {
+		st.orphan = segs[i].segment
+		i--
+	}
+	if i < 0 {
+		st.loaded = true
+		return nil
+	}
+	for j := i; j >= 0; j-- {
+		key := segs[j].segment
+		if !sigs[key] {
+			return fmt.Errorf("%w: chain %s: segment %s has no signature and is not the chain's last", ErrCorrupt, chain, key)
+		}
+		seg, err := w.readSigned(ctx, key)
+		if err != nil {
+			return fmt.Errorf("chain %s: %w", chain, err)
+		}
+		b, err := segmentBatch(seg.events)
+		if err != nil {
+			return fmt.Errorf("%w: chain %s: segment %s: %v", ErrCorrupt, chain, key, err)
+		}
+		if j == i {
+			first, last := seg.events[0].Run.Facets.Chain, seg.events[len(seg.events)-1].Run.Facets.Chain
+			if first == nil || last == nil {
+				return fmt.Errorf("%w: chain %s: segment %s: event without sluice_chain", ErrCorrupt, chain, key)
+			}
+			n := seg.lines[len(seg.lines)-1]
+			st.nextSeq = last.Seq + 1
+			st.head = hashLine(n)
+			st.last = SegmentInfo{
+				Key: key, Chain: chain, FirstSeq: first.Seq, LastSeq: last.Seq,
+				Events: len(seg.events), Head: st.head, Bytes: segBytes(seg),
+			}
+		}
+		if b != nil {
+			st.batch = b
+			break
+		}
+	}
+	st.loaded = true
+	return nil
+}
+
+// readSigned reads a segment and checks its signature with the writer's
+// key: a writer never extends a chain it cannot vouch for.
+func (w *Writer) readSigned(ctx context.Context, key string) (*segment, error) {
+	data, found, err := readObject(ctx, w.store, key, maxSegmentBytes)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, fmt.Errorf("%w: segment %s vanished while reading", ErrConflict, key)
+	}
+	sig, found, err := readObject(ctx, w.store, key+sigExt, 1<<10)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, fmt.Errorf("%w: segment %s has no signature", ErrCorrupt, key)
+	}
+	if !verifySig(w.pub, data, sig) {
+		return nil, fmt.Errorf("%w: segment %s: signature does not verify with this writer's key (segment altered, or the signing key changed)", ErrCorrupt, key)
+	}
+	return parseSegment(data)
+}
+
+func verifySig(pub ed25519.PublicKey, data, sig []byte) bool {
+	raw, err := base64.StdEncoding.DecodeString(string(bytes.TrimSpace(sig)))
+	if err != nil || len(raw) != ed25519.SignatureSize {
+		return false
+	}
+	return ed25519.Verify(pub, data, raw)
+}
+
+func segBytes(s *segment) int64 {
+	var n int64
+	for _, l := range s.lines {
+		n += int64(len(l)) + 1
+	}
+	return n
+}

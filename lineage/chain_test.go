@@ -1,0 +1,445 @@
+package lineage
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+func newTestWriter(t testing.TB, store Store) *Writer {
+	t.Helper()
+	w, err := NewWriter(store, WriterConfig{Pipeline: testPipeline, Key: testKey(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+// appendBatches appends n batches of size offsets each to chain, starting
+// at offset first.
+func appendBatches(t testing.TB, w *Writer, chain, topic string, partition int, first, size int64, n int) []SegmentInfo {
+	t.Helper()
+	var infos []SegmentInfo
+	for i := range n {
+		f := first + int64(i)*size
+		info, err := w.Append(context.Background(), chain, batchEvents(topic, partition, f, f+size-1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		infos = append(infos, info)
+	}
+	return infos
+}
+
+func mustVerify(t testing.TB, store Store, pub ed25519.PublicKey) VerifyReport {
+	t.Helper()
+	rep, err := Verify(context.Background(), store, "lineage", pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+func TestAppendVerifyRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	store := newMemStore()
+	w := newTestWriter(t, store)
+	if err := w.PublishKey(ctx); err != nil {
+		t.Fatal(err)
+	}
+	infos := appendBatches(t, w, "events-3", "events", 3, 100, 10, 4)
+	appendBatches(t, w, "events-0", "events", 0, 0, 5, 2)
+	appendBatches(t, w, "payments-0", "payments", 0, 7, 4, 1)
+
+	want := []string{
+		"lineage/pipeline=card-fraud/chain=events-3/00000000000000000000.ndjson",
+		"lineage/pipeline=card-fraud/chain=events-3/00000000000000000003.ndjson",
+		"lineage/pipeline=card-fraud/chain=events-3/00000000000000000006.ndjson",
+		"lineage/pipeline=card-fraud/chain=events-3/00000000000000000009.ndjson",
+	}
+	for i, info := range infos {
+		if info.Key != want[i] || info.FirstSeq != uint64(3*i) || info.LastSeq != uint64(3*i+2) || info.Events != 3 || info.Replayed {
+			t.Errorf("segment %d: %+v, want key %s seq %d..%d", i, info, want[i], 3*i, 3*i+2)
+		}
+		if store.get(info.Key+".sig") == nil {
+			t.Errorf("%s has no signature object", info.Key)
+		}
+	}
+	if store.get("lineage/pipeline=card-fraud/_keys/ed25519.pub") == nil {
+		t.Error("public key not published")
+	}
+
+	for name, pub := range map[string]ed25519.PublicKey{"published key": nil, "explicit key": w.PublicKey()} {
+		t.Run(name, func(t *testing.T) {
+			rep := mustVerify(t, store, pub)
+			if !rep.OK || len(rep.Problems) != 0 {
+				t.Fatalf("verify failed: %v", rep.Problems)
+			}
+			if rep.Chains != 3 || rep.Segments != 7 || rep.Events != 21 {
+				t.Errorf("verify counted %d chains, %d segments, %d events; want 3, 7, 21", rep.Chains, rep.Segments, rep.Events)
+			}
+		})
+	}
+	t.Run("other key", func(t *testing.T) {
+		rep := mustVerify(t, store, testKey(2).Public().(ed25519.PublicKey))
+		if rep.OK || !strings.Contains(strings.Join(rep.Problems, "\n"), "signature does not verify") {
+			t.Fatalf("verify with a foreign key: OK=%v %v", rep.OK, rep.Problems)
+		}
+	})
+	t.Run("empty prefix", func(t *testing.T) {
+		rep, err := Verify(ctx, store, "nothing-here", nil)
+		if err != nil || rep.OK {
+			t.Fatalf("verify of an empty prefix: OK=%v err=%v", rep.OK, err)
+		}
+	})
+	t.Run("pipeline folder as prefix", func(t *testing.T) {
+		rep, err := Verify(ctx, store, "lineage/pipeline=card-fraud", nil)
+		if err != nil || !rep.OK || rep.Segments != 7 {
+			t.Fatalf("verify under the pipeline folder: %+v err=%v", rep, err)
+		}
+	})
+
+	// Every event was linked to its predecessor.
+	evs, err := ReadAll(ctx, store, "lineage/pipeline=card-fraud/chain=events-3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 12 {
+		t.Fatalf("read %d events, want 12", len(evs))
+	}
+	for i, ev := range evs {
+		c := ev.Run.Facets.Chain
+		if c == nil || c.Seq != uint64(i) || (i == 0) != (c.Prev == "") {
+			t.Errorf("event %d: chain facet %+v", i, c)
+		}
+	}
+}
+
+func TestResumeAfterRestart(t *testing.T) {
+	ctx := context.Background()
+	store := newMemStore()
+	first := appendBatches(t, newTestWriter(t, store), "events-3", "events", 3, 0, 10, 2)
+
+	// A new process: a new writer on the same store.
+	w2 := newTestWriter(t, store)
+	last, ok, err := w2.LastOffset(ctx, "events-3")
+	if err != nil || !ok || last != 19 {
+		t.Fatalf("LastOffset after restart = %d, %v, %v; want 19", last, ok, err)
+	}
+	info, err := w2.Append(ctx, "events-3", batchEvents("events", 3, 20, 29))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.FirstSeq != 6 || info.Replayed {
+		t.Fatalf("resumed segment %+v, want first seq 6", info)
+	}
+	seg, err := ReadSegment(store.get(info.Key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := seg[0].Run.Facets.Chain.Prev; got != first[1].Head {
+		t.Errorf("resumed chain links to %q, want the previous head %q", got, first[1].Head)
+	}
+	if rep := mustVerify(t, store, nil); !rep.OK || rep.Segments != 3 {
+		t.Fatalf("verify after resume: %+v", rep)
+	}
+}
+
+func TestReplay(t *testing.T) {
+	ctx := context.Background()
+	cases := []struct {
+		name string
+		// replay is the batch appended after 100..199 (10 batches of 10).
+		first, last int64
+		restart     bool
+		wantWrite   bool
+		wantReplays int
+		wantProblem string
+	}{
+		{name: "same last batch", first: 190, last: 199},
+		{name: "same batch after restart", first: 190, last: 199, restart: true},
+		{name: "earlier batch", first: 120, last: 129},
+		{name: "batch cut differently inside the chain", first: 150, last: 185, restart: true},
+		{name: "batch overlapping the end", first: 185, last: 215, restart: true, wantWrite: true, wantReplays: 1},
+		{name: "next batch", first: 200, last: 209, wantWrite: true},
+		{name: "gap", first: 250, last: 259, wantWrite: true, wantProblem: "offsets 200..249 have no lineage"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			store := newMemStore()
+			w := newTestWriter(t, store)
+			infos := appendBatches(t, w, "events-3", "events", 3, 100, 10, 10)
+			if tc.restart {
+				w = newTestWriter(t, store)
+			}
+			before := len(store.keys(""))
+			info, err := w.Append(ctx, "events-3", batchEvents("events", 3, tc.first, tc.last))
+			if err != nil {
+				t.Fatal(err)
+			}
+			wrote := len(store.keys("")) - before
+			if tc.wantWrite {
+				if info.Replayed || wrote != 2 || info.FirstSeq != 30 {
+					t.Fatalf("want a new segment at seq 30, got %+v (%d objects written)", info, wrote)
+				}
+			} else {
+				if !info.Replayed || wrote != 0 || info.Key != infos[9].Key {
+					t.Fatalf("want a replay answered by %s without writing, got %+v (%d objects written)", infos[9].Key, info, wrote)
+				}
+			}
+			rep := mustVerify(t, store, nil)
+			problems := strings.Join(rep.Problems, "\n")
+			if tc.wantProblem == "" && !rep.OK {
+				t.Fatalf("verify after replay: %v", rep.Problems)
+			}
+			if tc.wantProblem != "" && (rep.OK || !strings.Contains(problems, tc.wantProblem)) {
+				t.Fatalf("verify: want problem %q, got OK=%v %v", tc.wantProblem, rep.OK, rep.Problems)
+			}
+			if rep.Replays != tc.wantReplays {
+				t.Errorf("verify counted %d replays, want %d", rep.Replays, tc.wantReplays)
+			}
+			// The chain goes on after the replay.
+			next, _, _ := w.LastOffset(ctx, "events-3")
+			if _, err := w.Append(ctx, "events-3", batchEvents("events", 3, next+1, next+10)); err != nil {
+				t.Fatal(err)
+			}
+			if rep2 := mustVerify(t, store, nil); rep2.OK != rep.OK || len(rep2.Problems) != len(rep.Problems) {
+				t.Errorf("appending after the replay changed verify: %v", rep2.Problems)
+			}
+		})
+	}
+}
+
+// TestCrashBetweenSegmentAndSignature: the segment is written but its
+// signature is not. Verify flags it until the replayed batch replaces it.
+func TestCrashBetweenSegmentAndSignature(t *testing.T) {
+	ctx := context.Background()
+	for _, restart := range []bool{false, true} {
+		t.Run(fmt.Sprintf("restart=%v", restart), func(t *testing.T) {
+			store := newMemStore()
+			w := newTestWriter(t, store)
+			appendBatches(t, w, "events-3", "events", 3, 0, 10, 2)
+			store.failPut = func(key string) error {
+				if strings.HasSuffix(key, ".sig") {
+					return errors.New("disk full")
+				}
+				return nil
+			}
+			if _, err := w.Append(ctx, "events-3", batchEvents("events", 3, 20, 29)); err == nil {
+				t.Fatal("Append succeeded although its signature was not written")
+			}
+			store.failPut = nil
+			rep := mustVerify(t, store, nil)
+			if rep.OK || !strings.Contains(strings.Join(rep.Problems, "\n"), "segment lineage/pipeline=card-fraud/chain=events-3/00000000000000000006.ndjson: seq 6: missing signature") {
+				t.Fatalf("verify of an unsigned segment: %v", rep.Problems)
+			}
+			if restart {
+				w = newTestWriter(t, store)
+			}
+			// The runner never acked the batch, so it comes again.
+			info, err := w.Append(ctx, "events-3", batchEvents("events", 3, 20, 29))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info.Replayed || info.FirstSeq != 6 {
+				t.Fatalf("replay of an unacked batch: %+v, want it written at seq 6", info)
+			}
+			if rep := mustVerify(t, store, nil); !rep.OK || rep.Segments != 3 {
+				t.Fatalf("verify after the retry: %+v", rep)
+			}
+		})
+	}
+}
+
+// TestStaleWriter: the partition moved to another replica and back; the
+// first writer must continue after the other's segments, not overwrite.
+func TestStaleWriter(t *testing.T) {
+	ctx := context.Background()
+	store := newMemStore()
+	a, b := newTestWriter(t, store), newTestWriter(t, store)
+	appendBatches(t, a, "events-3", "events", 3, 0, 10, 1)
+	appendBatches(t, b, "events-3", "events", 3, 10, 10, 1)
+	info, err := a.Append(ctx, "events-3", batchEvents("events", 3, 20, 29))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.FirstSeq != 6 {
+		t.Errorf("stale writer wrote at seq %d, want 6", info.FirstSeq)
+	}
+	// And a replay of b's batch through a is recognised.
+	if info, err := a.Append(ctx, "events-3", batchEvents("events", 3, 10, 19)); err != nil || !info.Replayed {
+		t.Errorf("replay through the stale writer: %+v, %v", info, err)
+	}
+	if rep := mustVerify(t, store, nil); !rep.OK || rep.Segments != 3 {
+		t.Fatalf("verify: %+v", rep)
+	}
+}
+
+func TestAppendRejects(t *testing.T) {
+	ctx := context.Background()
+	cases := []struct {
+		name   string
+		chain  string
+		events func() []*Event
+	}{
+		{"no events", "events-3", func() []*Event { return nil }},
+		{"nil event", "events-3", func() []*Event { return []*Event{nil} }},
+		{"bad chain name", "events/3", func() []*Event { return batchEvents("events", 3, 20, 29) }},
+		{"offset not accounted for", "events-3", func() []*Event { return batchEvents("events", 3, 20, 29)[:2] }},
+		{"offset counted twice", "events-3", func() []*Event {
+			evs := batchEvents("events", 3, 20, 29)
+			evs[1].Run.Facets.KafkaOffsets.Ranges = [][2]int64{{21, 22}}
+			return evs
+		}},
+		{"two batches in one call", "events-3", func() []*Event {
+			return append(batchEvents("events", 3, 20, 29), batchEvents("events", 3, 30, 39)...)
+		}},
+		{"another partition", "events-3", func() []*Event { return batchEvents("events", 4, 20, 29) }},
+		{"invalid event", "events-3", func() []*Event {
+			evs := batchEvents("events", 3, 20, 29)
+			evs[0].Job.Name = ""
+			return evs
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			store := newMemStore()
+			w := newTestWriter(t, store)
+			appendBatches(t, w, "events-3", "events", 3, 0, 10, 2)
+			before := len(store.keys(""))
+			_, err := w.Append(ctx, tc.chain, tc.events())
+			if err == nil {
+				t.Fatal("Append accepted it")
+			}
+			if tc.chain == "events-3" && !errors.Is(err, ErrInvalidEvent) {
+				t.Errorf("error %v does not match ErrInvalidEvent", err)
+			}
+			if n := len(store.keys("")); n != before {
+				t.Errorf("a rejected Append wrote %d objects", n-before)
+			}
+			// The chain is still usable.
+			if _, err := w.Append(ctx, "events-3", batchEvents("events", 3, 20, 29)); err != nil {
+				t.Fatal(err)
+			}
+			if rep := mustVerify(t, store, nil); !rep.OK {
+				t.Fatal(rep.Problems)
+			}
+		})
+	}
+}
+
+func TestConcurrentAppends(t *testing.T) {
+	ctx := context.Background()
+	store := newMemStore()
+	w := newTestWriter(t, store)
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for p := range 4 {
+		wg.Go(func() {
+			for i := range 8 {
+				first := int64(i * 10)
+				if _, err := w.Append(ctx, ChainFor("events", p), batchEvents("events", p, first, first+9)); err != nil {
+					errs <- err
+				}
+			}
+		})
+	}
+	// Replays of one chain from another goroutine race with its appends.
+	wg.Go(func() {
+		for range 8 {
+			if _, err := w.Append(ctx, ChainFor("events", 0), batchEvents("events", 0, 0, 9)); err != nil {
+				errs <- err
+			}
+		}
+	})
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	rep := mustVerify(t, store, w.PublicKey())
+	if !rep.OK || rep.Chains != 4 || rep.Segments != 32 {
+		t.Fatalf("verify: %+v", rep)
+	}
+}
+
+func TestKeys(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "secrets", "lineage", "ed25519.pem")
+	k1, err := LoadOrCreateKey(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("key file mode %v, want 0600", fi.Mode().Perm())
+	}
+	k2, err := LoadOrCreateKey(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !k1.Equal(k2) {
+		t.Fatal("LoadOrCreateKey made a new key although one existed")
+	}
+
+	pemBytes, err := MarshalPublicKey(k1.Public().(ed25519.PublicKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range map[string][]byte{"pem": pemBytes, "raw": []byte(k1.Public().(ed25519.PublicKey))} {
+		pub, err := ParsePublicKey(data)
+		if err != nil || !pub.Equal(k1.Public()) {
+			t.Errorf("%s: ParsePublicKey = %v, %v", name, pub, err)
+		}
+	}
+	if _, err := ParsePublicKey([]byte("not a key")); !errors.Is(err, ErrKey) {
+		t.Errorf("ParsePublicKey(garbage) = %v, want ErrKey", err)
+	}
+
+	store := newMemStore()
+	w1, _ := NewWriter(store, WriterConfig{Pipeline: testPipeline, Key: k1})
+	if err := w1.PublishKey(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := w1.PublishKey(ctx); err != nil {
+		t.Fatalf("publishing the same key again: %v", err)
+	}
+	w2, _ := NewWriter(store, WriterConfig{Pipeline: testPipeline, Key: testKey(9)})
+	if err := w2.PublishKey(ctx); !errors.Is(err, ErrKey) {
+		t.Fatalf("publishing a different key over the published one: %v, want ErrKey", err)
+	}
+	// A writer with another key refuses to extend a chain it cannot verify.
+	appendBatches(t, w1, "events-3", "events", 3, 0, 10, 1)
+	if _, err := w2.Append(ctx, "events-3", batchEvents("events", 3, 10, 19)); !errors.Is(err, ErrKey) {
+		t.Fatalf("appending with another key: %v, want ErrKey", err)
+	}
+	store.del("lineage/pipeline=card-fraud/_keys/ed25519.pub")
+	w3, _ := NewWriter(store, WriterConfig{Pipeline: testPipeline, Key: testKey(9)})
+	if _, err := w3.Append(ctx, "events-3", batchEvents("events", 3, 10, 19)); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("appending with another key to a chain whose key is not published: %v, want ErrCorrupt", err)
+	}
+}
+
+func TestNewWriterRejects(t *testing.T) {
+	cases := map[string]WriterConfig{
+		"no pipeline":   {Key: testKey(1)},
+		"slash in name": {Pipeline: "a/b", Key: testKey(1)},
+		"no key":        {Pipeline: testPipeline},
+	}
+	for name, cfg := range cases {
+		t.Run(name, func(t *testing.T) {
+			if _, err := NewWriter(newMemStore(), cfg); err == nil {
+				t.Error("NewWriter accepted it")
+			}
+		})
+	}
+}

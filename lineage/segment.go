@@ -1,0 +1,150 @@
+package lineage
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+)
+
+// ErrCorrupt is returned (wrapped) when stored lineage cannot be read as
+// sluice wrote it: an unparsable or unsigned segment, a signature that does
+// not verify, a broken link.
+var ErrCorrupt = errors.New("lineage: corrupt segment")
+
+// segment is a parsed segment: the stored lines (without newline) and the
+// events decoded from them.
+type segment struct {
+	lines  [][]byte
+	events []Event
+}
+
+// ReadSegment parses the bytes of a segment object: one JSON event per line,
+// each line ending in a newline. It does not check signatures or links;
+// Verify does. Errors wrap ErrCorrupt.
+func ReadSegment(data []byte) ([]Event, error) {
+	s, err := parseSegment(data)
+	if err != nil {
+		return nil, err
+	}
+	return s.events, nil
+}
+
+func parseSegment(data []byte) (*segment, error) {
+	if len(data) == 0 {
+		return nil, fmt.Errorf("%w: empty", ErrCorrupt)
+	}
+	if data[len(data)-1] != '\n' {
+		return nil, fmt.Errorf("%w: last line is not terminated (truncated?)", ErrCorrupt)
+	}
+	s := &segment{}
+	for i, line := range bytes.Split(data[:len(data)-1], []byte{'\n'}) {
+		if len(line) == 0 {
+			return nil, fmt.Errorf("%w: line %d is empty", ErrCorrupt, i+1)
+		}
+		var ev Event
+		if err := json.Unmarshal(line, &ev); err != nil {
+			return nil, fmt.Errorf("%w: line %d: %v", ErrCorrupt, i+1, err)
+		}
+		s.lines = append(s.lines, line)
+		s.events = append(s.events, ev)
+	}
+	return s, nil
+}
+
+// hashLine is the chain hash of a stored event line.
+func hashLine(line []byte) string {
+	h := sha256.Sum256(line)
+	return hex.EncodeToString(h[:])
+}
+
+// batchRef is one Kafka batch: topic, partition, offsets First..Last.
+type batchRef struct {
+	Topic     string
+	Partition int
+	First     int64
+	Last      int64
+}
+
+func (b batchRef) String() string {
+	return fmt.Sprintf("%s/%d@%d..%d", b.Topic, b.Partition, b.First, b.Last)
+}
+
+// eventLabel names an event in messages: its chain seq when it has one,
+// else its index in the segment.
+func eventLabel(ev *Event, i int) string {
+	if c := ev.Run.Facets.Chain; c != nil {
+		return fmt.Sprintf("seq=%d", c.Seq)
+	}
+	return fmt.Sprintf("event #%d", i)
+}
+
+// segmentBatch returns the batch the events record (nil when none carries
+// sluice_kafkaOffsets) after checking that they agree on it and that their
+// ranges cover First..Last exactly once: every offset is a feature row, a
+// dead letter or a quarantined row, and none is counted twice.
+func segmentBatch(events []Event) (*batchRef, error) {
+	var b *batchRef
+	type owned struct {
+		r     [2]int64
+		label string
+	}
+	var ranges []owned
+	for i := range events {
+		k := events[i].Run.Facets.KafkaOffsets
+		if k == nil {
+			continue
+		}
+		label := eventLabel(&events[i], i)
+		this := batchRef{k.Topic, k.Partition, k.First, k.Last}
+		if b == nil {
+			if this.Topic == "" || this.First < 0 || this.Last < this.First {
+				return nil, fmt.Errorf("%s: bad kafka batch %s", label, this)
+			}
+			b = &this
+		} else if *b != this {
+			return nil, fmt.Errorf("%s: batch %s differs from %s in the same segment", label, this, b)
+		}
+		for _, r := range k.Ranges {
+			if r[0] > r[1] || r[0] < b.First || r[1] > b.Last {
+				return nil, fmt.Errorf("%s: range [%d,%d] outside batch %s", label, r[0], r[1], b)
+			}
+			ranges = append(ranges, owned{r, label})
+		}
+	}
+	if b == nil {
+		return nil, nil
+	}
+	slices.SortFunc(ranges, func(x, y owned) int {
+		if x.r[0] != y.r[0] {
+			if x.r[0] < y.r[0] {
+				return -1
+			}
+			return 1
+		}
+		return 0
+	})
+	next := b.First // the first offset not yet accounted for
+	done := false   // next passed Last (Last may be MaxInt64)
+	for _, o := range ranges {
+		switch {
+		case done || o.r[0] < next:
+			return nil, fmt.Errorf("%s: offset %d is accounted for twice in batch %s", o.label, o.r[0], b)
+		case o.r[0] > next:
+			return nil, fmt.Errorf("batch %s: offsets %d..%d are not accounted for by any event", b, next, o.r[0]-1)
+		}
+		if o.r[1] == math.MaxInt64 {
+			done = true
+		} else {
+			next = o.r[1] + 1
+		}
+	}
+	if !done && next <= b.Last {
+		return nil, fmt.Errorf("batch %s: offsets %d..%d are not accounted for by any event", b, next, b.Last)
+	}
+	return b, nil
+}

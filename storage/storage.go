@@ -1,0 +1,39 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"io"
+)
+
+// ErrNotExist is returned (wrapped) when a key has no object.
+var ErrNotExist = errors.New("storage: object does not exist")
+
+// BucketReader is the read half of an object store. Safe for concurrent use.
+type BucketReader interface {
+	// Get opens the object at key. The caller closes the reader. A missing
+	// key returns an error that matches ErrNotExist.
+	Get(ctx context.Context, key string) (io.ReadCloser, error)
+	// Stat returns the object's size. A missing key matches ErrNotExist.
+	Stat(ctx context.Context, key string) (Attrs, error)
+	// Iter calls fn for every key under prefix, in lexical order. Returning
+	// an error from fn stops the walk and is returned.
+	Iter(ctx context.Context, prefix string, fn func(key string) error) error
+}
+
+// Attrs are an object's attributes.
+type Attrs struct {
+	Size int64
+}
+
+// ObjectStore is an object store that can be written.
+//
+// Put is atomic (a reader sees the whole old object or the whole new one,
+// never a part) and idempotent: writing the same bytes to the same key
+// twice leaves one object. When Put returns nil the object is durable.
+// size is the exact length of r, or -1 when unknown.
+type ObjectStore interface {
+	BucketReader
+	Put(ctx context.Context, key string, r io.Reader, size int64) error
+	Delete(ctx context.Context, key string) error
+}

@@ -1,0 +1,462 @@
+package transform
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/compute"
+
+	"github.com/sluice-dev/sluice/gpuexec"
+	"github.com/sluice-dev/sluice/ingest"
+	"github.com/sluice-dev/sluice/lineage"
+	"github.com/sluice-dev/sluice/policy"
+	"github.com/sluice-dev/sluice/storage"
+)
+
+// OffsetColumn is added to every feature and quarantine object: the Kafka
+// offset each row came from, so a row can be traced back to its record.
+const OffsetColumn = "_kafka_offset"
+
+// ReasonColumn holds, in quarantine objects, why no executor could take the
+// row.
+const ReasonColumn = "_quarantine_reason"
+
+// output is the part of a batch routed to one location.
+type output struct {
+	location gpuexec.Location
+	sink     string
+	execs    []*execPart
+	object   storage.Object
+	rows     int64
+	offsets  []int64
+}
+
+// execPart is the rows of one batch that one executor processed.
+type execPart struct {
+	exec        gpuexec.Executor
+	groups      []*group
+	obligations gpuexec.Applied
+	duration    time.Duration
+	rec         arrow.RecordBatch
+	offsets     []int64
+}
+
+// batchOutcome is what one batch turned into; it feeds Stats.
+type batchOutcome struct {
+	records      int64
+	deadLetters  int64
+	quarantined  int64
+	qReasons     map[string]int64
+	rowsByExec   map[string]int64
+	rowsByLoc    map[string]int64
+	events       int64
+	elapsed      time.Duration
+}
+
+func (r *Runner) process(ctx context.Context, b *ingest.Batch) (batchOutcome, error) {
+	out := batchOutcome{
+		records:     int64(len(b.Offsets) + len(b.DeadLetters)),
+		deadLetters: int64(len(b.DeadLetters)),
+		qReasons:    map[string]int64{},
+		rowsByExec:  map[string]int64{},
+		rowsByLoc:   map[string]int64{},
+	}
+	var events []*lineage.Event
+	date := b.Time.UTC()
+
+	if len(b.DeadLetters) > 0 {
+		if err := r.retry(ctx, "write dead letters", func() error {
+			return r.cfg.DeadLetters.Write(ctx, b.DeadLetters)
+		}); err != nil {
+			return out, err
+		}
+		events = append(events, r.deadLetterEvent(b))
+	}
+
+	if b.Record != nil && b.Record.NumRows() > 0 {
+		groups, err := r.route.groups(b.Record)
+		if err != nil {
+			return out, err
+		}
+		var quarantine []*group
+		parts := map[string]*execPart{}
+		for _, g := range groups {
+			r.route.decide(ctx, g)
+			allowed := g.allowed()
+			if len(allowed) == 0 {
+				quarantine = append(quarantine, g)
+				continue
+			}
+			// An allowed executor that is down stalls the batch; the rows
+			// never go to an executor the policy did not allow.
+			if err := r.retry(ctx, "pick executor", func() error {
+				ex, err := r.cfg.Router.Pick(ctx, g.jurisdiction, allowed)
+				g.exec = ex
+				return err
+			}); err != nil {
+				return out, err
+			}
+			p := parts[g.exec.ID()]
+			if p == nil {
+				p = &execPart{exec: g.exec}
+				parts[g.exec.ID()] = p
+			}
+			p.groups = append(p.groups, g)
+		}
+
+		if len(quarantine) > 0 {
+			ev, n, err := r.writeQuarantine(ctx, b, date, quarantine, out.qReasons)
+			if err != nil {
+				return out, err
+			}
+			out.quarantined = n
+			events = append(events, ev)
+		}
+
+		outs, err := r.runParts(ctx, b, parts)
+		if err != nil {
+			return out, err
+		}
+		for _, o := range outs {
+			if err := r.writeOutput(ctx, b, date, o); err != nil {
+				releaseOutputs(outs)
+				return out, err
+			}
+			for _, p := range o.execs {
+				out.rowsByExec[p.exec.ID()] += int64(len(p.offsets))
+			}
+			out.rowsByLoc[o.location.Name] += o.rows
+			events = append(events, r.featureEvent(b, o))
+		}
+		releaseOutputs(outs)
+	}
+
+	if err := r.retry(ctx, "append lineage", func() error {
+		_, err := r.cfg.Lineage.Append(ctx, chainName(b.Topic, b.Partition), events)
+		return err
+	}); err != nil {
+		return out, err
+	}
+	out.events = int64(len(events))
+	return out, nil
+}
+
+func chainName(topic string, partition int) string { return fmt.Sprintf("%s-%d", topic, partition) }
+
+// runParts executes each executor's rows and gathers the results per
+// location, executors in id order so the object bytes are deterministic.
+func (r *Runner) runParts(ctx context.Context, b *ingest.Batch, parts map[string]*execPart) ([]*output, error) {
+	ids := make([]string, 0, len(parts))
+	for id := range parts {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	byLoc := map[string]*output{}
+	var outs []*output
+	for _, id := range ids {
+		p := parts[id]
+		if err := r.runPart(ctx, b, p); err != nil {
+			releaseOutputs(outs)
+			for _, q := range parts {
+				if q.rec != nil {
+					q.rec.Release()
+					q.rec = nil
+				}
+			}
+			return nil, err
+		}
+		loc := p.exec.Location()
+		o := byLoc[loc.Name]
+		if o == nil {
+			spec, _ := r.cfg.Spec.Executor(id)
+			o = &output{location: loc, sink: spec.Sink}
+			byLoc[loc.Name] = o
+			outs = append(outs, o)
+		}
+		o.execs = append(o.execs, p)
+	}
+	return outs, nil
+}
+
+func releaseOutputs(outs []*output) {
+	for _, o := range outs {
+		for _, p := range o.execs {
+			if p.rec != nil {
+				p.rec.Release()
+				p.rec = nil
+			}
+		}
+	}
+}
+
+// runPart takes the part's rows out of the batch, applies the obligations
+// the decisions require, and runs the plan on the executor.
+func (r *Runner) runPart(ctx context.Context, b *ingest.Batch, p *execPart) error {
+	var rows []int
+	var obl []policy.Obligations
+	for _, g := range p.groups {
+		rows = append(rows, g.rows...)
+		if d, ok := g.decisionFor(p.exec.ID()); ok {
+			obl = append(obl, d.Obligations)
+		}
+	}
+	sort.Ints(rows)
+	p.offsets = make([]int64, len(rows))
+	for i, row := range rows {
+		p.offsets[i] = b.Offsets[row]
+	}
+	sub, err := r.take(ctx, b.Record, rows)
+	if err != nil {
+		return err
+	}
+	defer sub.Release()
+	u := unionObligations(obl...)
+	masked, applied, err := gpuexec.ApplyObligations(sub, u.Mask, u.Drop, u.Hash, r.cfg.HashKey, r.cfg.Allocator)
+	if err != nil {
+		return fmt.Errorf("apply obligations for %s: %w", p.exec.ID(), err)
+	}
+	defer masked.Release()
+	p.obligations = applied
+	var res arrow.RecordBatch
+	err = r.retry(ctx, "execute on "+p.exec.ID(), func() error {
+		start := time.Now()
+		var err error
+		res, err = p.exec.Execute(ctx, r.plan, masked)
+		p.duration = time.Since(start)
+		if errors.Is(err, gpuexec.ErrUnavailable) || err == nil {
+			return err
+		}
+		return fmt.Errorf("%w: %w", errPermanent, err)
+	})
+	if err != nil {
+		return err
+	}
+	defer res.Release()
+	p.rec, err = r.conform(res, p.offsets)
+	return err
+}
+
+// take copies the given rows of rec into a new record batch.
+func (r *Runner) take(ctx context.Context, rec arrow.RecordBatch, rows []int) (arrow.RecordBatch, error) {
+	ib := array.NewInt64Builder(r.cfg.Allocator)
+	defer ib.Release()
+	for _, row := range rows {
+		ib.Append(int64(row))
+	}
+	idx := ib.NewArray()
+	defer idx.Release()
+	cctx := compute.WithAllocator(ctx, r.cfg.Allocator)
+	cols := make([]arrow.Array, rec.NumCols())
+	for i := range cols {
+		c, err := compute.TakeArray(cctx, rec.Column(i), idx)
+		if err != nil {
+			for _, done := range cols[:i] {
+				done.Release()
+			}
+			return nil, fmt.Errorf("transform: select rows: %w", err)
+		}
+		cols[i] = c
+	}
+	defer func() {
+		for _, c := range cols {
+			c.Release()
+		}
+	}()
+	return array.NewRecordBatch(rec.Schema(), cols, int64(len(rows))), nil
+}
+
+// conform gives an executor's result the plan's output schema (a column an
+// obligation dropped becomes all-null, so every object of the pipeline has
+// one schema) and appends the offset column.
+func (r *Runner) conform(res arrow.RecordBatch, offsets []int64) (arrow.RecordBatch, error) {
+	schema := r.outputSchema(res.Schema())
+	n := int(res.NumRows())
+	cols := make([]arrow.Array, 0, schema.NumFields())
+	defer func() {
+		for _, c := range cols {
+			c.Release()
+		}
+	}()
+	for _, f := range schema.Fields() {
+		if f.Name == OffsetColumn {
+			ob := array.NewInt64Builder(r.cfg.Allocator)
+			ob.AppendValues(offsets, nil)
+			cols = append(cols, ob.NewArray())
+			ob.Release()
+			continue
+		}
+		if idx := res.Schema().FieldIndices(f.Name); len(idx) > 0 {
+			c := res.Column(idx[0])
+			if !arrow.TypeEqual(c.DataType(), f.Type) {
+				return nil, fmt.Errorf("%w: executor returned %s as %s, want %s", errPermanent, f.Name, c.DataType(), f.Type)
+			}
+			c.Retain()
+			cols = append(cols, c)
+			continue
+		}
+		cols = append(cols, array.MakeArrayOfNull(r.cfg.Allocator, f.Type, n))
+	}
+	return array.NewRecordBatch(schema, cols, int64(n)), nil
+}
+
+// outputSchema is the schema every feature object of this pipeline has:
+// the plan's passthrough columns with their input types, one column per
+// feature, then the offset column.
+func (r *Runner) outputSchema(got *arrow.Schema) *arrow.Schema {
+	var fields []arrow.Field
+	types := map[string]arrow.DataType{}
+	for _, f := range r.cfg.Spec.IngestFields() {
+		types[f.Name] = f.Type
+	}
+	for _, name := range r.plan.Passthrough {
+		fields = append(fields, arrow.Field{Name: name, Type: types[name], Nullable: true})
+	}
+	for _, s := range r.plan.Steps {
+		t := arrow.DataType(arrow.PrimitiveTypes.Float64)
+		if n := len(s.Ops); n > 0 {
+			switch s.Ops[n-1].Kind {
+			case gpuexec.OpBucketize, gpuexec.OpHashBucket, gpuexec.OpCategorify:
+				t = arrow.PrimitiveTypes.Int64
+			}
+		}
+		fields = append(fields, arrow.Field{Name: s.Output, Type: t, Nullable: true})
+	}
+	fields = append(fields, arrow.Field{Name: OffsetColumn, Type: arrow.PrimitiveTypes.Int64})
+	_ = got
+	return arrow.NewSchema(fields, nil)
+}
+
+// writeOutput concatenates a location's parts and writes one Parquet
+// object at the deterministic key for (batch, location).
+func (r *Runner) writeOutput(ctx context.Context, b *ingest.Batch, date time.Time, o *output) error {
+	recs := make([]arrow.RecordBatch, 0, len(o.execs))
+	for _, p := range o.execs {
+		recs = append(recs, p.rec)
+		o.offsets = append(o.offsets, p.offsets...)
+		o.rows += p.rec.NumRows()
+	}
+	rec, err := concat(recs, r.cfg)
+	if err != nil {
+		return err
+	}
+	defer rec.Release()
+	store := r.cfg.Sinks[o.sink]
+	sink, _ := r.cfg.Spec.Sink(o.sink)
+	key := storage.FeatureKey("", r.cfg.Spec.Name, date, o.location.Name, b.Topic, b.Partition, b.First, b.Last)
+	return r.retry(ctx, "write "+key, func() error {
+		obj, err := storage.WriteParquet(ctx, store, key, rec, storage.ParquetOptions{Compression: sink.Compression})
+		o.object = obj
+		return err
+	})
+}
+
+func concat(recs []arrow.RecordBatch, cfg RunnerConfig) (arrow.RecordBatch, error) {
+	if len(recs) == 1 {
+		recs[0].Retain()
+		return recs[0], nil
+	}
+	schema := recs[0].Schema()
+	cols := make([]arrow.Array, schema.NumFields())
+	var n int64
+	for _, rec := range recs {
+		n += rec.NumRows()
+	}
+	for i := range cols {
+		parts := make([]arrow.Array, len(recs))
+		for j, rec := range recs {
+			parts[j] = rec.Column(i)
+		}
+		c, err := array.Concatenate(parts, cfg.Allocator)
+		if err != nil {
+			for _, done := range cols[:i] {
+				done.Release()
+			}
+			return nil, fmt.Errorf("transform: concatenate outputs: %w", err)
+		}
+		cols[i] = c
+	}
+	defer func() {
+		for _, c := range cols {
+			c.Release()
+		}
+	}()
+	return array.NewRecordBatch(schema, cols, n), nil
+}
+
+// writeQuarantine keeps the rows no executor may take, unchanged, with the
+// reason, in the quarantine sink.
+func (r *Runner) writeQuarantine(ctx context.Context, b *ingest.Batch, date time.Time, gs []*group, reasons map[string]int64) (*lineage.Event, int64, error) {
+	var rows []int
+	why := map[int]string{}
+	for _, g := range gs {
+		reason := summarizeDeny(g)
+		reasons[reason] += int64(len(g.rows))
+		for _, row := range g.rows {
+			why[row] = reason
+		}
+		rows = append(rows, g.rows...)
+	}
+	sort.Ints(rows)
+	sub, err := r.take(ctx, b.Record, rows)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer sub.Release()
+	offsets := make([]int64, len(rows))
+	rb := array.NewStringBuilder(r.cfg.Allocator)
+	defer rb.Release()
+	for i, row := range rows {
+		offsets[i] = b.Offsets[row]
+		rb.Append(why[row])
+	}
+	ob := array.NewInt64Builder(r.cfg.Allocator)
+	defer ob.Release()
+	ob.AppendValues(offsets, nil)
+	oa, ra := ob.NewArray(), rb.NewArray()
+	defer oa.Release()
+	defer ra.Release()
+	fields := append(slices.Clone(sub.Schema().Fields()),
+		arrow.Field{Name: OffsetColumn, Type: arrow.PrimitiveTypes.Int64},
+		arrow.Field{Name: ReasonColumn, Type: arrow.BinaryTypes.String})
+	cols := append(slices.Clone(sub.Columns()), oa, ra)
+	rec := array.NewRecordBatch(arrow.NewSchema(fields, nil), cols, int64(len(rows)))
+	defer rec.Release()
+
+	sinkName := r.cfg.Spec.Quarantine.Sink
+	sink, _ := r.cfg.Spec.Sink(sinkName)
+	key := storage.QuarantineKey("", r.cfg.Spec.Name, date, b.Topic, b.Partition, b.First, b.Last)
+	var obj storage.Object
+	if err := r.retry(ctx, "write "+key, func() error {
+		var err error
+		obj, err = storage.WriteParquet(ctx, r.cfg.Sinks[sinkName], key, rec, storage.ParquetOptions{Compression: sink.Compression})
+		return err
+	}); err != nil {
+		return nil, 0, err
+	}
+	return r.quarantineEvent(b, gs, offsets, sinkName, obj), int64(len(rows)), nil
+}
+
+// summarizeDeny makes one short reason for a quarantined group: the deny
+// messages, deduplicated, without the executor prefixes.
+func summarizeDeny(g *group) string {
+	var msgs []string
+	for _, d := range g.decisions {
+		msgs = append(msgs, d.decision.Reasons...)
+	}
+	slices.Sort(msgs)
+	msgs = slices.Compact(msgs)
+	if len(msgs) == 0 {
+		return "no executor allowed"
+	}
+	s := msgs[0]
+	for _, m := range msgs[1:] {
+		s += "; " + m
+	}
+	return s
+}

@@ -1,0 +1,224 @@
+package transform
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/sluice-dev/sluice/gpuexec"
+	"github.com/sluice-dev/sluice/ingest"
+	"github.com/sluice-dev/sluice/lineage"
+	"github.com/sluice-dev/sluice/policy"
+	"github.com/sluice-dev/sluice/storage"
+)
+
+// DeadLetterSink keeps records that could not be decoded. Write returns nil
+// only when every dead letter is durable.
+type DeadLetterSink interface {
+	Write(ctx context.Context, dls []ingest.DeadLetter) error
+}
+
+// RunnerConfig wires the stages of one pipeline. Every field without a
+// default is required.
+type RunnerConfig struct {
+	Spec    *Spec
+	Source  ingest.Source
+	Decider policy.Decider
+	Router  *gpuexec.Router
+	// Sinks maps each sink name of the spec to its store.
+	Sinks       map[string]storage.ObjectStore
+	DeadLetters DeadLetterSink
+	Lineage     *lineage.Writer
+	// Producer is the OpenLineage producer URI; default
+	// "https://github.com/sluice-dev/sluice".
+	Producer string
+	// SourceNamespace is the OpenLineage namespace of the source topic,
+	// e.g. "kafka://broker:9092"; default "kafka://" + first broker.
+	SourceNamespace string
+	// HashKey keys the pseudonymisation (HMAC) of hashed columns; it must
+	// stay the same across restarts for replays to write the same bytes.
+	HashKey []byte
+	// Workers is how many partitions are processed at once; default 4.
+	// Batches of one partition are always processed in offset order.
+	Workers int
+	// Allocator defaults to memory.DefaultAllocator.
+	Allocator memory.Allocator
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// RetryMin and RetryMax bound the backoff while a store, the dead-letter
+	// topic or an executor is down; defaults 100ms and 5s. The runner never
+	// skips a batch: it stalls until the outage ends or ctx is done.
+	RetryMin, RetryMax time.Duration
+}
+
+// Runner moves batches from the Source through policy, routing, execution,
+// storage and lineage, and acks each batch when all of it is durable.
+type Runner struct {
+	cfg   RunnerConfig
+	plan  *gpuexec.Plan
+	route *router
+	stats *Stats
+}
+
+// NewRunner checks the configuration and prepares the plan.
+func NewRunner(cfg RunnerConfig) (*Runner, error) {
+	switch {
+	case cfg.Spec == nil:
+		return nil, errors.New("transform: runner needs a Spec")
+	case cfg.Source == nil:
+		return nil, errors.New("transform: runner needs a Source")
+	case cfg.Decider == nil:
+		return nil, errors.New("transform: runner needs a policy Decider")
+	case cfg.Router == nil:
+		return nil, errors.New("transform: runner needs a Router")
+	case cfg.Lineage == nil:
+		return nil, errors.New("transform: runner needs a lineage Writer")
+	case cfg.DeadLetters == nil:
+		return nil, errors.New("transform: runner needs a DeadLetterSink")
+	}
+	for _, ex := range cfg.Spec.Executors {
+		if _, ok := cfg.Sinks[ex.Sink]; !ok {
+			return nil, fmt.Errorf("transform: executor %q writes to sink %q, which has no store", ex.ID, ex.Sink)
+		}
+		if _, ok := cfg.Router.Get(ex.ID); !ok {
+			return nil, fmt.Errorf("transform: executor %q of the spec is not in the router", ex.ID)
+		}
+	}
+	if _, ok := cfg.Sinks[cfg.Spec.Quarantine.Sink]; !ok {
+		return nil, fmt.Errorf("transform: quarantine sink %q has no store", cfg.Spec.Quarantine.Sink)
+	}
+	if cfg.Producer == "" {
+		cfg.Producer = "https://github.com/sluice-dev/sluice"
+	}
+	if cfg.SourceNamespace == "" && len(cfg.Spec.Source.Brokers) > 0 {
+		cfg.SourceNamespace = "kafka://" + cfg.Spec.Source.Brokers[0]
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 4
+	}
+	if cfg.Allocator == nil {
+		cfg.Allocator = memory.DefaultAllocator
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.RetryMin <= 0 {
+		cfg.RetryMin = 100 * time.Millisecond
+	}
+	if cfg.RetryMax <= 0 {
+		cfg.RetryMax = 5 * time.Second
+	}
+	r := &Runner{cfg: cfg, plan: cfg.Spec.Plan(), stats: newStats()}
+	r.route = newRouter(cfg.Spec, cfg.Decider, cfg.Router)
+	return r, nil
+}
+
+// Stats returns a snapshot of the counters.
+func (r *Runner) Stats() Snapshot { return r.stats.snapshot() }
+
+// Run consumes until ctx is done or the Source fails. Batches in flight
+// when ctx ends are acked with an error, so their offsets are not
+// committed and they are read again on restart. Run returns nil when ctx
+// ended it.
+func (r *Runner) Run(ctx context.Context) error {
+	work := make([]chan *ingest.Batch, r.cfg.Workers)
+	var wg sync.WaitGroup
+	for i := range work {
+		work[i] = make(chan *ingest.Batch, 1)
+		wg.Add(1)
+		go func(in <-chan *ingest.Batch) {
+			defer wg.Done()
+			for b := range in {
+				r.handle(ctx, b)
+			}
+		}(work[i])
+	}
+	var err error
+	for {
+		var b *ingest.Batch
+		b, err = r.cfg.Source.Next(ctx)
+		if err != nil {
+			break
+		}
+		// One worker per partition keeps each lineage chain in offset order.
+		select {
+		case work[b.Partition%len(work)] <- b:
+		case <-ctx.Done():
+			r.abandon(b, ctx.Err())
+		}
+	}
+	for _, ch := range work {
+		close(ch)
+	}
+	wg.Wait()
+	if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ingest.ErrClosed)) {
+		return nil
+	}
+	return fmt.Errorf("transform: source: %w", err)
+}
+
+func (r *Runner) abandon(b *ingest.Batch, cause error) {
+	if b.Record != nil {
+		b.Record.Release()
+	}
+	// A fresh context: the run's own may be done, and the ack must still
+	// reach the source so it forgets the batch.
+	_ = b.Ack(context.Background(), cause)
+}
+
+// handle processes one batch and acks it. Errors from stores, the
+// dead-letter topic and executors are retried until they succeed or ctx
+// ends; only then is the batch acked with an error.
+func (r *Runner) handle(ctx context.Context, b *ingest.Batch) {
+	start := time.Now()
+	out, err := r.process(ctx, b)
+	if err != nil {
+		r.cfg.Logger.Warn("batch not committed", "topic", b.Topic, "partition", b.Partition,
+			"first", b.First, "last", b.Last, "err", err)
+		r.abandon(b, err)
+		return
+	}
+	if b.Record != nil {
+		b.Record.Release()
+	}
+	if err := b.Ack(ctx, nil); err != nil {
+		r.cfg.Logger.Warn("ack failed", "partition", b.Partition, "first", b.First, "err", err)
+		return
+	}
+	out.elapsed = time.Since(start)
+	r.stats.add(out)
+}
+
+// retry calls fn until it succeeds or ctx ends, backing off between tries.
+func (r *Runner) retry(ctx context.Context, what string, fn func() error) error {
+	wait := r.cfg.RetryMin
+	for attempt := 1; ; attempt++ {
+		err := fn()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s: %w (gave up: %v)", what, err, ctx.Err())
+		}
+		if errors.Is(err, errPermanent) {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		r.stats.stall()
+		r.cfg.Logger.Warn("stalled, retrying", "what", what, "attempt", attempt, "wait", wait, "err", err)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w (gave up: %v)", what, err, ctx.Err())
+		}
+		wait = min(wait*2, r.cfg.RetryMax)
+	}
+}
+
+// errPermanent marks errors that retrying cannot fix (a plan that does not
+// fit the data); the batch is left uncommitted and the runner moves on.
+var errPermanent = errors.New("permanent")

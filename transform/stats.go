@@ -1,0 +1,79 @@
+package transform
+
+import (
+	"maps"
+	"sync"
+	"time"
+)
+
+// Snapshot is a point-in-time copy of a Runner's counters. Every record the
+// runner finished is counted exactly once as a feature row, a dead letter
+// or a quarantined row.
+type Snapshot struct {
+	Batches     int64 `json:"batches"`
+	Records     int64 `json:"records_in"`
+	FeatureRows int64 `json:"feature_rows"`
+	DeadLetters int64 `json:"dead_letters"`
+	Quarantined int64 `json:"quarantined"`
+	// QuarantineReasons counts quarantined rows per reason.
+	QuarantineReasons map[string]int64 `json:"quarantine_reasons"`
+	// RowsByExecutor and RowsByLocation count feature rows.
+	RowsByExecutor map[string]int64 `json:"rows_by_executor"`
+	RowsByLocation map[string]int64 `json:"rows_by_location"`
+	LineageEvents  int64            `json:"lineage_events"`
+	// Stalls counts retries after a store, topic or executor failed.
+	Stalls int64 `json:"stalls"`
+	// BatchTime is the total time spent processing batches.
+	BatchTime time.Duration `json:"batch_time_ns"`
+}
+
+// Stats is safe for concurrent use.
+type Stats struct {
+	mu sync.Mutex
+	s  Snapshot
+}
+
+func newStats() *Stats {
+	return &Stats{s: Snapshot{
+		QuarantineReasons: map[string]int64{},
+		RowsByExecutor:    map[string]int64{},
+		RowsByLocation:    map[string]int64{},
+	}}
+}
+
+func (st *Stats) add(o batchOutcome) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.s.Batches++
+	st.s.Records += o.records
+	st.s.DeadLetters += o.deadLetters
+	st.s.Quarantined += o.quarantined
+	for k, v := range o.qReasons {
+		st.s.QuarantineReasons[k] += v
+	}
+	for k, v := range o.rowsByExec {
+		st.s.RowsByExecutor[k] += v
+		st.s.FeatureRows += v
+	}
+	for k, v := range o.rowsByLoc {
+		st.s.RowsByLocation[k] += v
+	}
+	st.s.LineageEvents += o.events
+	st.s.BatchTime += o.elapsed
+}
+
+func (st *Stats) stall() {
+	st.mu.Lock()
+	st.s.Stalls++
+	st.mu.Unlock()
+}
+
+func (st *Stats) snapshot() Snapshot {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	s := st.s
+	s.QuarantineReasons = maps.Clone(st.s.QuarantineReasons)
+	s.RowsByExecutor = maps.Clone(st.s.RowsByExecutor)
+	s.RowsByLocation = maps.Clone(st.s.RowsByLocation)
+	return s
+}
