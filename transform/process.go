@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -49,14 +50,14 @@ type execPart struct {
 
 // batchOutcome is what one batch turned into; it feeds Stats.
 type batchOutcome struct {
-	records      int64
-	deadLetters  int64
-	quarantined  int64
-	qReasons     map[string]int64
-	rowsByExec   map[string]int64
-	rowsByLoc    map[string]int64
-	events       int64
-	elapsed      time.Duration
+	records     int64
+	deadLetters int64
+	quarantined int64
+	qReasons    map[string]int64
+	rowsByExec  map[string]int64
+	rowsByLoc   map[string]int64
+	events      int64
+	elapsed     time.Duration
 }
 
 func (r *Runner) process(ctx context.Context, b *ingest.Batch) (batchOutcome, error) {
@@ -396,7 +397,7 @@ func (r *Runner) writeQuarantine(ctx context.Context, b *ingest.Batch, date time
 	why := map[int]string{}
 	for _, g := range gs {
 		reason := summarizeDeny(g)
-		reasons[reason] += int64(len(g.rows))
+		reasons[shortDeny(g)] += int64(len(g.rows))
 		for _, row := range g.rows {
 			why[row] = reason
 		}
@@ -459,4 +460,23 @@ func summarizeDeny(g *group) string {
 		s += "; " + m
 	}
 	return s
+}
+
+// shortDeny names a quarantined group by the labels of the rules that
+// denied it ("IN data: DPDP Act s.16 (IN)"), for summaries and metrics.
+func shortDeny(g *group) string {
+	var rules []string
+	for _, d := range g.decisions {
+		rules = append(rules, d.decision.Rules...)
+	}
+	slices.Sort(rules)
+	rules = slices.Compact(rules)
+	what := g.jurisdiction
+	if what == "" {
+		what = "no jurisdiction"
+	}
+	if len(rules) == 0 {
+		return what + " data: " + summarizeDeny(g)
+	}
+	return what + " data: " + strings.Join(rules, ", ")
 }
