@@ -1,6 +1,8 @@
 package lineage
 
 import (
+	"runtime/debug"
+	"time"
 	"context"
 	"encoding/json"
 	"testing"
@@ -21,6 +23,8 @@ func FuzzReadSegment(f *testing.F) {
 	f.Add([]byte("\n\n"))
 	f.Add([]byte("not json"))
 	f.Fuzz(func(t *testing.T, data []byte) {
+		tm := time.AfterFunc(3*time.Second, func() { debug.SetTraceback("all"); panic("WATCHDOG") })
+		defer tm.Stop()
 		evs, err := ReadSegment(data)
 		if err == nil {
 			for i := range evs {

@@ -12,10 +12,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
-	kafkago "github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluice-dev/sluice/deploy/examples"
 	"github.com/sluice-dev/sluice/ingest/kafka"
@@ -254,48 +255,44 @@ func demoSpec(dir string) (*transform.Spec, error) {
 }
 
 // produceDemo writes the generated stream and returns how many records
-// were malformed and the end offset of every partition.
+// were malformed and the end offset of every partition. The producer is
+// franz-go's (the embedded broker's own client library): it is only the
+// demo's load generator; sluice itself consumes with kafka-go.
 func produceDemo(ctx context.Context, brokers []string, topic string, o demoOptions) (int, map[int]int64, error) {
-	w := &kafkago.Writer{
-		Addr:         kafkago.TCP(brokers...),
-		Topic:        topic,
-		Balancer:     &kafkago.Hash{},
-		BatchSize:    5000,
-		BatchBytes:   16 << 20,
-		BatchTimeout: 5 * time.Millisecond,
-		RequiredAcks: kafkago.RequireAll,
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(topic),
+		kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(5*time.Millisecond),
+		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))
+	if err != nil {
+		return 0, nil, err
 	}
-	defer w.Close()
+	defer cl.Close()
 	gen := newGenerator(o.seed, o.events)
 	malformed := 0
-	const chunk = 20_000
-	msgs := make([]kafkago.Message, 0, chunk)
-	for sent := 0; sent < o.events; {
-		msgs = msgs[:0]
-		for len(msgs) < chunk && sent+len(msgs) < o.events {
-			ev := gen.next()
-			if ev.malformed {
-				malformed++
-			}
-			msgs = append(msgs, kafkago.Message{Key: ev.key, Value: ev.value, Time: ev.time})
-		}
-		if err := w.WriteMessages(ctx, msgs...); err != nil {
-			return 0, nil, fmt.Errorf("produce demo events: %w", err)
-		}
-		sent += len(msgs)
-	}
 	ends := map[int]int64{}
-	for part := 0; part < o.partitions; part++ {
-		conn, err := kafkago.DialLeader(ctx, "tcp", brokers[0], topic, part)
-		if err != nil {
-			return 0, nil, err
+	var mu sync.Mutex
+	var firstErr error
+	var wg sync.WaitGroup
+	for i := 0; i < o.events; i++ {
+		ev := gen.next()
+		if ev.malformed {
+			malformed++
 		}
-		end, err := conn.ReadLastOffset()
-		conn.Close()
-		if err != nil {
-			return 0, nil, err
-		}
-		ends[part] = end
+		wg.Add(1)
+		cl.Produce(ctx, &kgo.Record{Key: ev.key, Value: ev.value, Timestamp: ev.time}, func(r *kgo.Record, err error) {
+			mu.Lock()
+			if err != nil && firstErr == nil {
+				firstErr = err
+			}
+			if err == nil && r.Offset+1 > ends[int(r.Partition)] {
+				ends[int(r.Partition)] = r.Offset + 1
+			}
+			mu.Unlock()
+			wg.Done()
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return 0, nil, fmt.Errorf("produce demo events: %w", firstErr)
 	}
 	return malformed, ends, nil
 }

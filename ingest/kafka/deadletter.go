@@ -38,7 +38,7 @@ func NewDeadLetterWriter(brokers []string, topic string) *DeadLetterWriter {
 		RequiredAcks: kafka.RequireAll,
 		// Write is synchronous and gets whole slices; do not wait for more.
 		BatchTimeout: time.Millisecond,
-		BatchSize:    1 << 20,
+		BatchSize:    1000, // kafka-go preallocates BatchSize messages per partition batch
 		BatchBytes:   64 << 20,
 	}}
 }
