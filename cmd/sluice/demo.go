@@ -176,48 +176,21 @@ func runDemo(ctx context.Context, o demoOptions) (*demoSummary, error) {
 	}
 	defer p.Close()
 
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	runErr := make(chan error, 1)
-	go func() { runErr <- p.runner.Run(runCtx) }()
-
 	total := int64(o.events)
-	tick := time.NewTicker(250 * time.Millisecond)
-	defer tick.Stop()
-	var committed int64
-	for done := false; !done; {
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case err := <-runErr:
-			if err == nil {
-				err = errors.New("pipeline stopped early")
-			}
-			return nil, err
-		case <-tick.C:
-		}
-		st := p.source.Stats()
-		committed = 0
-		done = true
-		for part, end := range ends {
-			c := st.Committed[part]
-			committed += min(c, end)
-			if c < end {
-				done = false
-			}
-		}
-		if o.progress != nil {
+	var tick func(committed int64)
+	if o.progress != nil {
+		tick = func(committed int64) {
 			s := p.runner.Stats()
 			el := time.Since(start).Seconds()
 			fmt.Fprintf(o.progress, "\rcommitted %d/%d (%3.0f%%)  features %d  dead letters %d  quarantined %d  %.0f rec/s   ",
 				committed, total, 100*float64(committed)/float64(total), s.FeatureRows, s.DeadLetters, s.Quarantined, float64(s.Records)/el)
 		}
 	}
+	committed, err := drain(ctx, p.runner.Run, p.source, ends, tick)
 	if o.progress != nil {
 		fmt.Fprintln(o.progress)
 	}
-	stop()
-	if err := <-runErr; err != nil {
+	if err != nil {
 		return nil, err
 	}
 	elapsed := time.Since(start)
@@ -235,6 +208,47 @@ func runDemo(ctx context.Context, o demoOptions) (*demoSummary, error) {
 		ElapsedSeconds: elapsed.Seconds(), RecordsPerSecond: float64(s.Records) / elapsed.Seconds(),
 		Dir: dir, Topic: spec.Source.Topic, Pipeline: spec.Name, PolicyRevision: p.memo.Revision(),
 	}, nil
+}
+
+// drain runs run until the source has committed every partition up to its
+// end offset in ends, calling tick (if not nil) a few times a second with
+// the committed count. It returns the committed count.
+func drain(ctx context.Context, run func(context.Context) error, src *kafka.Source, ends map[int]int64, tick func(int64)) (int64, error) {
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	runErr := make(chan error, 1)
+	go func() { runErr <- run(runCtx) }()
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case err := <-runErr:
+			if err == nil {
+				err = errors.New("pipeline stopped early")
+			}
+			return 0, err
+		case <-t.C:
+		}
+		st := src.Stats()
+		var committed int64
+		done := true
+		for part, end := range ends {
+			c := st.Committed[part]
+			committed += min(c, end)
+			if c < end {
+				done = false
+			}
+		}
+		if tick != nil {
+			tick(committed)
+		}
+		if done {
+			stop()
+			return committed, <-runErr
+		}
+	}
 }
 
 // demoSpec loads the embedded demo spec and points its stores at dir.

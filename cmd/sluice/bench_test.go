@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/sluice-dev/sluice/ingest/kafka"
+	"github.com/sluice-dev/sluice/lineage"
+	"github.com/sluice-dev/sluice/policies"
+)
+
+// benchEvents is the stream each benchmark iteration consumes in full.
+const benchEvents = 100_000
+
+// benchTopic produces the demo stream once into an embedded broker.
+func benchTopic(b *testing.B) (brokers []string, ends map[int]int64, dir string) {
+	b.Helper()
+	dir = b.TempDir()
+	spec, err := demoSpec(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, spec.Source.Topic, spec.Source.DeadLetterTopic))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(cluster.Close)
+	brokers = cluster.ListenAddrs()
+	_, ends, err = produceDemo(context.Background(), brokers, spec.Source.Topic, demoOptions{events: benchEvents, partitions: 4, seed: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return brokers, ends, dir
+}
+
+func fastJoin(c *kafka.Config) {
+	c.JoinGroupBackoff = 500 * time.Millisecond
+	c.HeartbeatInterval = time.Second
+	c.SessionTimeout = 6 * time.Second
+}
+
+// BenchmarkPipeline consumes the demo stream through every stage (decode,
+// OPA decisions, routing, CPU features, Parquet, signed lineage, commits);
+// BenchmarkPipelineBaselineIngest consumes the same stream with the same
+// Source and acks each batch at once. Run both in one invocation; the ratio
+// of their records/s is what the stages after ingest cost.
+func BenchmarkPipeline(b *testing.B) {
+	brokers, ends, dir := benchTopic(b)
+	quiet := slog.New(slog.DiscardHandler)
+	key, err := lineage.LoadOrCreateKey(filepath.Join(dir, "keys", "lineage.key"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		spec, err := demoSpec(filepath.Join(dir, fmt.Sprint(i)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		spec.Source.Brokers = brokers
+		spec.Source.Group = fmt.Sprintf("bench-pipeline-%d", i)
+		p, err := openPipeline(context.Background(), spec, pipelineOptions{
+			policies: policies.FS, signingKey: key, hashKey: make([]byte, 32), logger: quiet, tune: fastJoin,
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, err := drain(context.Background(), p.runner.Run, p.source, ends, nil)
+		p.Close()
+		if err != nil || n != benchEvents {
+			b.Fatalf("drained %d of %d: %v", n, benchEvents, err)
+		}
+	}
+	b.ReportMetric(float64(benchEvents*b.N)/b.Elapsed().Seconds(), "records/s")
+}
+
+func BenchmarkPipelineBaselineIngest(b *testing.B) {
+	brokers, ends, dir := benchTopic(b)
+	spec, err := demoSpec(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		cfg := kafka.Config{
+			Brokers: brokers, Topic: spec.Source.Topic, Group: fmt.Sprintf("bench-ingest-%d", i),
+			MaxRecords: spec.Batching.MaxRecords, MaxBytes: spec.Batching.MaxBytes, Linger: spec.Batching.Linger,
+			Fields: spec.IngestFields(), Logger: slog.New(slog.DiscardHandler),
+		}
+		fastJoin(&cfg)
+		src, err := kafka.NewSource(context.Background(), cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ackAll := func(ctx context.Context) error {
+			for {
+				bt, err := src.Next(ctx)
+				if err != nil {
+					return err
+				}
+				if bt.Record != nil {
+					bt.Record.Release()
+				}
+				_ = bt.Ack(ctx, nil)
+			}
+		}
+		n, err := drain(context.Background(), ackAll, src, ends, nil)
+		src.Close()
+		if err != nil && err != context.Canceled || n != benchEvents {
+			b.Fatalf("drained %d of %d: %v", n, benchEvents, err)
+		}
+	}
+	b.ReportMetric(float64(benchEvents*b.N)/b.Elapsed().Seconds(), "records/s")
+}
