@@ -39,7 +39,8 @@ func Load(path string) (*Spec, error) {
 // Validate. file names the source in problems and is kept in Spec.File.
 // Every problem found, from unknown keys and wrong types to references to
 // missing fields and sinks, comes back at once in a *ValidationError (which
-// matches ErrInvalidSpec), each with its line and column.
+// matches ErrInvalidSpec), each with its line and column. A file holds one
+// YAML document of at most 4 MiB; anchors, aliases and merge keys (<<) work.
 func Parse(file string, data []byte) (*Spec, error) {
 	d := &specDecoder{
 		file:   file,
@@ -256,13 +257,18 @@ func (d *specDecoder) resolve(n *yaml.Node) *yaml.Node {
 	for i := 0; n.Kind == yaml.AliasNode && n.Alias != nil && i < 100; i++ {
 		n = n.Alias
 	}
-	d.budget--
+	d.charge(1, n)
+	return n
+}
+
+// charge spends k nodes of the budget, noting once when it runs out.
+func (d *specDecoder) charge(k int, at *yaml.Node) {
+	d.budget -= k
 	if d.budget < 0 && !d.exhausted {
 		d.exhausted = true
-		d.problems = append(d.problems, Problem{File: d.file, Line: n.Line, Column: n.Column,
+		d.problems = append(d.problems, Problem{File: d.file, Line: at.Line, Column: at.Column,
 			Msg: fmt.Sprintf("spec expands to more than %d nodes (aliases?)", maxSpecNodes)})
 	}
-	return n
 }
 
 var durationType = reflect.TypeFor[time.Duration]()
@@ -421,6 +427,12 @@ func (d *specDecoder) pairs(n *yaml.Node, path string) []specPair {
 		}
 		seen[k.Value] = k
 		out = append(out, specPair{k, val})
+	}
+	// Merged entries are copies, so they count against the budget too:
+	// merges of merges of aliases would otherwise multiply unchecked.
+	d.charge(len(merged), n)
+	if d.exhausted {
+		return nil
 	}
 	for _, kv := range merged {
 		if _, ok := seen[kv.key.Value]; !ok {

@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -300,6 +301,30 @@ func TestParseAliasBomb(t *testing.T) {
 	_, err := transform.Parse("bomb.yaml", []byte(spec))
 	if err == nil || !strings.Contains(err.Error(), "more than") {
 		t.Fatalf("want an expansion-limit error, got %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Parse took %v", d)
+	}
+}
+
+func TestParseMergeBomb(t *testing.T) {
+	// Merge keys that merge lists of merges: each level multiplies the
+	// entries copied, without any new nodes.
+	var b strings.Builder
+	b.WriteString("m0: &m0 {")
+	for i := range 200 {
+		b.WriteString("k" + strings.Repeat("x", i%7) + strconv.Itoa(i) + ": 1, ")
+	}
+	b.WriteString("z: 1}\n")
+	for lvl := 1; lvl < 6; lvl++ {
+		prev := "*m" + strconv.Itoa(lvl-1)
+		b.WriteString("m" + strconv.Itoa(lvl) + ": &m" + strconv.Itoa(lvl) + " {<<: [" + strings.Repeat(prev+", ", 199) + prev + "]}\n")
+	}
+	b.WriteString("source: {<<: *m5}\n")
+	start := time.Now()
+	_, err := transform.Parse("merge.yaml", []byte(b.String()))
+	if err == nil {
+		t.Fatal("merge bomb parsed clean")
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("Parse took %v", d)

@@ -136,7 +136,8 @@ func (c *specChecker) checkSource(s *Spec) {
 	case !topicRE.MatchString(src.Topic):
 		c.add("source.topic", "%q is not a Kafka topic name (letters, digits, '.', '_', '-')", src.Topic)
 	}
-	if src.DeadLetterTopic != "" {
+	// A defaulted dead-letter topic inherits a bad topic name; say it once.
+	if src.DeadLetterTopic != "" && (topicRE.MatchString(src.Topic) || src.DeadLetterTopic != src.Topic+".dlq") {
 		switch {
 		case !topicRE.MatchString(src.DeadLetterTopic):
 			c.add("source.dead_letter_topic", "%q is not a Kafka topic name (letters, digits, '.', '_', '-')", src.DeadLetterTopic)
@@ -482,7 +483,7 @@ func (c *specChecker) checkExecutors(s *Spec, sinks []string) {
 		}
 		loc := e.Location
 		lp := p + ".location"
-		if loc.Name != "" && !labelRE.MatchString(loc.Name) {
+		if loc.Name != "" && loc.Name != e.ID && !labelRE.MatchString(loc.Name) {
 			c.add(lp+".name", "%q: use letters, digits, '.', '_' and '-'", loc.Name)
 		}
 		switch loc.Kind {

@@ -78,7 +78,9 @@ func TestValidateProblems(t *testing.T) {
 		{"infinite clip", func(s *transform.Spec) { s.Features[0].Ops[1].Max = math.Inf(1) }, "features[0].ops[1].max", "finite"},
 		{"std zero", func(s *transform.Spec) { s.Features[0].Ops[2] = gpuexec.Op{Kind: gpuexec.OpStandardize, Mean: 1} },
 			"features[0].ops[2].std", "greater than 0"},
-		{"std NaN", func(s *transform.Spec) { s.Features[0].Ops[2] = gpuexec.Op{Kind: gpuexec.OpStandardize, Std: math.NaN()} },
+		{"std NaN", func(s *transform.Spec) {
+			s.Features[0].Ops[2] = gpuexec.Op{Kind: gpuexec.OpStandardize, Std: math.NaN()}
+		},
 			"features[0].ops[2].std", "greater than 0"},
 		{"boundaries repeat", func(s *transform.Spec) {
 			s.Features[0].Ops[2] = gpuexec.Op{Kind: gpuexec.OpBucketize, Boundaries: []float64{1, 2, 2}}
