@@ -89,8 +89,9 @@ func TestPlan(t *testing.T) {
 	}) {
 		t.Errorf("amount_log ops = %+v", amountLog.Ops)
 	}
-	// entity event_id, residency country, event time ts: schema order.
-	if want := []string{"event_id", "country", "ts"}; !slices.Equal(p.Passthrough, want) {
+	// entity event_id, user_id, patient_id, residency country, event time
+	// ts: schema order.
+	if want := []string{"event_id", "country", "ts", "user_id", "patient_id"}; !slices.Equal(p.Passthrough, want) {
 		t.Errorf("passthrough = %v, want %v", p.Passthrough, want)
 	}
 }
