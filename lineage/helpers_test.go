@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+
+	"github.com/sluice-dev/sluice/storage"
 )
 
 const testPipeline = "card-fraud"
@@ -44,7 +46,7 @@ func batchEvents(topic string, partition int, first, last int64) []*Event {
 		},
 		InputFacets: InputDatasetFacets{InputStatistics: &InputStatisticsFacet{RowCount: last - first + 1, Size: 4096}},
 	}
-	objKey := fmt.Sprintf("features/pipeline=%s/location=fra/topic=%s/partition=%d/%020d-%020d.parquet", testPipeline, topic, partition, first, last)
+	objKey := storage.FeatureKey("features", testPipeline, at, "fra", topic, partition, first, last)
 	lineage := func(field string, tr Transformation) ColumnLineageField {
 		return ColumnLineageField{InputFields: []InputField{{Namespace: input.Namespace, Name: topic, Field: field, Transformations: []Transformation{tr}}}}
 	}
@@ -91,7 +93,9 @@ func batchEvents(topic string, partition int, first, last int64) []*Event {
 		AddInput(Dataset{Namespace: input.Namespace, Name: topic}).
 		AddOutput(Dataset{
 			Namespace: "s3://features", Name: "pipeline=" + testPipeline + "/dead-letters",
-			OutputFacets: OutputDatasetFacets{Object: &ObjectFacet{Key: "dead/" + objKey, Bytes: 100, SHA256: fmt.Sprintf("%064x", first+1), Rows: 1}},
+			OutputFacets: OutputDatasetFacets{Object: &ObjectFacet{
+				Key:   fmt.Sprintf("dead-letters/pipeline=%s/%s-%d-%020d-%020d.ndjson", testPipeline, topic, partition, first, last),
+				Bytes: 100, SHA256: fmt.Sprintf("%064x", first+1), Rows: 1}},
 		})
 
 	quarantine := NewEvent("", "sluice", testPipeline, at)
@@ -100,6 +104,12 @@ func batchEvents(topic string, partition int, first, last int64) []*Event {
 		AddDecision(Decision{Jurisdiction: "US", Classes: []string{"phi"}, Executor: "onprem-fra-gpu", Allow: false,
 			DecisionID: "d-us-1", Revision: "sha256:abc", Reasons: []string{"phi must stay in the US"}, Rules: []string{"HIPAA"}, Rows: 1}).
 		SetOutcome(OutcomeQuarantine, map[string]int64{"phi must stay in the US": 1}).
-		AddInput(Dataset{Namespace: input.Namespace, Name: topic})
+		AddInput(Dataset{Namespace: input.Namespace, Name: topic}).
+		AddOutput(Dataset{
+			Namespace: "s3://quarantine-us", Name: "quarantine/pipeline=" + testPipeline,
+			OutputFacets: OutputDatasetFacets{Object: &ObjectFacet{
+				Key:   storage.QuarantineKey("", testPipeline, at, topic, partition, first, last),
+				Bytes: 900, SHA256: fmt.Sprintf("%064x", last), Rows: 1}},
+		})
 	return []*Event{features, dead, quarantine}
 }

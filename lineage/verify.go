@@ -35,7 +35,7 @@ type chainKeys struct {
 
 func (c *chainKeys) label() string { return c.pipeline + "/" + c.chain }
 
-// pipelineOf returns the pipeline folder of a chain folder.
+// pipelineDir returns the pipeline folder of a chain folder.
 func (c *chainKeys) pipelineDir() string {
 	return c.dir[:len(c.dir)-len("/chain=")-len(c.chain)]
 }
@@ -86,9 +86,14 @@ func list(ctx context.Context, store Store, prefix string) (*listing, error) {
 			l.chains = append(l.chains, c)
 		}
 	}
+	segs := map[string]bool{}
+	for _, c := range l.chains {
+		for _, s := range c.segs {
+			segs[s.segment] = true
+		}
+	}
 	for _, s := range sigs {
-		c := byDir[s.dir]
-		if !slices.ContainsFunc(c.segs, func(k keyInfo) bool { return k.segment == s.segment }) {
+		if !segs[s.segment] {
 			l.strays = append(l.strays, s)
 		}
 	}
