@@ -38,7 +38,6 @@ type group struct {
 	input        policy.Input
 	decisions    []decided // one per executor of the pool, in pool order
 	exec         gpuexec.Executor
-	obligations  policy.Obligations
 }
 
 type decided struct {
@@ -156,20 +155,6 @@ func (g *group) decisionFor(id string) (policy.Decision, bool) {
 		}
 	}
 	return policy.Decision{}, false
-}
-
-// denyReasons lists, per executor, why the policy refused it.
-func (g *group) denyReasons() []string {
-	var rs []string
-	for _, d := range g.decisions {
-		for _, r := range d.decision.Reasons {
-			rs = append(rs, d.executor+": "+r)
-		}
-		if len(d.decision.Reasons) == 0 {
-			rs = append(rs, d.executor+": denied")
-		}
-	}
-	return rs
 }
 
 func (g *group) classes() []string { return g.input.Data.Classes }

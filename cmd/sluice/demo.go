@@ -51,6 +51,10 @@ type demoOptions struct {
 	seed       uint64
 	progress   io.Writer // nil: no progress line
 	logger     *slog.Logger
+	// sinkURL and lineageURL, when set, replace the folders under dir
+	// (tests point them at an S3 server).
+	sinkURL    func(sink string) string
+	lineageURL string
 }
 
 // demoSummary is what the demo prints; its JSON form is the -o json output.
@@ -135,6 +139,14 @@ func runDemo(ctx context.Context, o demoOptions) (*demoSummary, error) {
 	spec, err := demoSpec(dir)
 	if err != nil {
 		return nil, err
+	}
+	if o.sinkURL != nil {
+		for i := range spec.Sinks {
+			spec.Sinks[i].URL = o.sinkURL(spec.Sinks[i].Name)
+		}
+	}
+	if o.lineageURL != "" {
+		spec.Lineage.URL = o.lineageURL
 	}
 
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1),

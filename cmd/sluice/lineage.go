@@ -14,7 +14,7 @@ import (
 )
 
 const lineageUsage = `Usage:
-  sluice lineage verify --store URL [--pubkey FILE] [-o json]
+  sluice lineage verify --store URL [--key FILE] [-o json]
   sluice lineage trace  --store URL --topic T --partition P --offset O [-o json]
   sluice lineage report --store URL [-o json]
 
@@ -44,7 +44,7 @@ func cmdLineage(ctx context.Context, args []string, stdout, stderr io.Writer) er
 }
 
 func cmdLineageVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("lineage verify", "lineage verify --store URL [--pubkey FILE] [-o json]",
+	fs := newFlags("lineage verify", "lineage verify --store URL [--key FILE] [-o json]",
 		`Checks that the lineage is complete and unaltered: every segment's ed25519
 signature, every event's link to the previous one (hash chain, one chain per
 topic partition), that consecutive batches of a partition are contiguous,
@@ -52,10 +52,10 @@ and that within each batch every offset is accounted for exactly once as a
 feature row, a dead letter or a quarantined row. Exits 1 on any problem.
 
 By default the public key published beside the lineage is used; pass the
-key you hold (--pubkey) to rule out a replaced key.
+key you hold (--key) to rule out a replaced key.
 `, stderr)
 	store := fs.String("store", "", "lineage store `URL`")
-	pubFile := fs.String("pubkey", "", "PEM ed25519 public key `file` (default: the published one)")
+	pubFile := fs.String("key", "", "PEM ed25519 public key `file` (default: the published one)")
 	var out outputFlag
 	out.register(fs)
 	if err := parse(fs, args); err != nil {
