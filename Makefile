@@ -8,7 +8,7 @@ VERSITYGW_VERSION   ?= v1.8.0
 # go-nvml's cgo headers use deprecated declarations; keep the build quiet.
 export CGO_CFLAGS ?= -Wno-deprecated-declarations
 
-.PHONY: all build demo test test-short bench lint tools clean
+.PHONY: all build demo test test-short fuzz bench lint tools clean
 
 all: build
 
@@ -19,9 +19,18 @@ build:
 demo: build
 	./$(BIN) demo --dir .demo
 
-## test: every test, including the ones against a real S3 server (Versity S3 Gateway, built on first use).
+## test: every test, including the ones against a real S3 server (Versity S3 Gateway, built on first use),
+## then a short run of each fuzz target (FUZZTIME each; raise it for a longer hunt).
 test: tools
 	PATH="$(GOBIN):$$PATH" $(GO) test -count=1 -timeout 20m ./...
+	$(MAKE) --no-print-directory fuzz
+
+FUZZTIME ?= 10s
+## fuzz: the parsers of untrusted bytes: records, specs, lineage segments.
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./ingest
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./transform
+	$(GO) test -run '^$$' -fuzz '^FuzzReadSegment$$' -fuzztime $(FUZZTIME) ./lineage
 
 ## test-short: unit tests only.
 test-short:
@@ -29,7 +38,7 @@ test-short:
 
 ## bench: the benchmarks recorded in docs/BENCHMARKS.md.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./ingest/... ./gpuexec/... ./storage/... ./transform/...
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./ingest/... ./gpuexec/... ./storage/... ./policy/... ./cmd/sluice/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
