@@ -91,6 +91,14 @@ type Decider interface {
 	Revision() string
 }
 
+// Snapshotter is a Decider whose policy can change while it runs (hot
+// reload). Snapshot returns a Decider pinned to the revision current now, so
+// a batch is decided under one revision from its start to its end.
+type Snapshotter interface {
+	Decider
+	Snapshot() Decider
+}
+
 // DenyError is a deny as a value: it carries the audit fields.
 type DenyError struct {
 	DecisionID string

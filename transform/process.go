@@ -87,8 +87,9 @@ func (r *Runner) process(ctx context.Context, b *ingest.Batch) (batchOutcome, er
 		}
 		var quarantine []*group
 		parts := map[string]*execPart{}
+		decider := r.route.deciderFor()
 		for _, g := range groups {
-			r.route.decide(ctx, g)
+			r.route.decide(ctx, decider, g)
 			allowed := g.allowed()
 			if len(allowed) == 0 {
 				quarantine = append(quarantine, g)

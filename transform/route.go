@@ -16,6 +16,7 @@ import (
 // router groups the rows of a batch by the attributes the policy reads and
 // asks the Decider once per (group, executor); the Decider is expected to
 // memoize (policy.Memo), so a steady stream costs a map lookup per group.
+// A Decider that can reload (policy.Snapshotter) is pinned once per batch.
 type router struct {
 	spec    *Spec
 	decider policy.Decider
@@ -44,6 +45,14 @@ type decided struct {
 	executor string
 	decision policy.Decision
 	err      error
+}
+
+// deciderFor returns the Decider one batch uses from start to end.
+func (rt *router) deciderFor() policy.Decider {
+	if s, ok := rt.decider.(policy.Snapshotter); ok {
+		return s.Snapshot()
+	}
+	return rt.decider
 }
 
 func newRouter(spec *Spec, d policy.Decider, execs *gpuexec.Router) *router {
@@ -104,7 +113,7 @@ func (rt *router) groups(rec arrow.RecordBatch) ([]*group, error) {
 // decide asks the policy about every executor of the pool for g and fills
 // g.decisions. An evaluation error counts as a deny (fail closed) and its
 // message becomes the reason.
-func (rt *router) decide(ctx context.Context, g *group) {
+func (rt *router) decide(ctx context.Context, decider policy.Decider, g *group) {
 	var classes []string
 	var cols []policy.Column
 	for i := 0; i < len(rt.tagged); i++ {
@@ -129,7 +138,7 @@ func (rt *router) decide(ctx context.Context, g *group) {
 	for _, ex := range rt.execs.Executors() {
 		in := g.input
 		in.Executor = policyExecutor(ex)
-		d, err := rt.decider.Decide(ctx, in)
+		d, err := decider.Decide(ctx, in)
 		if err != nil {
 			d.Allow = false
 			d.Reasons = append(d.Reasons, "policy evaluation failed: "+err.Error())

@@ -23,6 +23,13 @@ type DeadLetterSink interface {
 	Write(ctx context.Context, dls []ingest.DeadLetter) error
 }
 
+// LineageWriter records a batch's lineage events durably; Append returns
+// nil only when they are. *lineage.Writer is the implementation; the
+// interface lets benchmarks measure what lineage costs.
+type LineageWriter interface {
+	Append(ctx context.Context, chain string, events []*lineage.Event) (lineage.SegmentInfo, error)
+}
+
 // RunnerConfig wires the stages of one pipeline. Every field without a
 // default is required.
 type RunnerConfig struct {
@@ -33,7 +40,7 @@ type RunnerConfig struct {
 	// Sinks maps each sink name of the spec to its store.
 	Sinks       map[string]storage.ObjectStore
 	DeadLetters DeadLetterSink
-	Lineage     *lineage.Writer
+	Lineage     LineageWriter
 	// Producer is the OpenLineage producer URI; default
 	// "https://github.com/sluice-dev/sluice".
 	Producer string
