@@ -57,11 +57,22 @@ type batchOutcome struct {
 	rowsByExec  map[string]int64
 	rowsByLoc   map[string]int64
 	events      int64
+	replayed    int64
 	elapsed     time.Duration
 }
 
 func (r *Runner) process(ctx context.Context, b *ingest.Batch) (batchOutcome, error) {
+	replayed, err := r.skipRecorded(ctx, b)
+	if err != nil {
+		return batchOutcome{}, err
+	}
+	if b.First > b.Last {
+		// Every record of the batch is already recorded: it was processed
+		// before a crash or rebalance and only its commit was lost.
+		return batchOutcome{replayed: replayed}, nil
+	}
 	out := batchOutcome{
+		replayed:    replayed,
 		records:     int64(len(b.Offsets) + len(b.DeadLetters)),
 		deadLetters: int64(len(b.DeadLetters)),
 		qReasons:    map[string]int64{},
@@ -147,6 +158,55 @@ func (r *Runner) process(ctx context.Context, b *ingest.Batch) (batchOutcome, er
 	}
 	out.events = int64(len(events))
 	return out, nil
+}
+
+// lastOffsetter is the optional ability of a LineageWriter to say how far a
+// chain has recorded (*lineage.Writer has it).
+type lastOffsetter interface {
+	LastOffset(ctx context.Context, chain string) (int64, bool, error)
+}
+
+// skipRecorded drops from b the records its partition's lineage chain
+// already holds. After a crash between the lineage write and the offset
+// commit, the batch is read again and may be cut at other offsets; without
+// this its rows would be written a second time under another key. It
+// returns how many records it dropped; b.First > b.Last means all.
+func (r *Runner) skipRecorded(ctx context.Context, b *ingest.Batch) (int64, error) {
+	lo, ok := r.cfg.Lineage.(lastOffsetter)
+	if !ok {
+		return 0, nil
+	}
+	var last int64
+	var have bool
+	if err := r.retry(ctx, "read lineage chain", func() error {
+		var err error
+		last, have, err = lo.LastOffset(ctx, chainName(b.Topic, b.Partition))
+		return err
+	}); err != nil {
+		return 0, err
+	}
+	if !have || last < b.First {
+		return 0, nil
+	}
+	dropped := min(last, b.Last) - b.First + 1
+	keep := sort.Search(len(b.Offsets), func(i int) bool { return b.Offsets[i] > last })
+	if b.Record != nil {
+		rest := b.Record.NewSlice(int64(keep), b.Record.NumRows())
+		b.Record.Release()
+		b.Record = rest
+	}
+	b.Offsets = b.Offsets[keep:]
+	dls := b.DeadLetters[:0:0]
+	for _, dl := range b.DeadLetters {
+		if dl.Offset > last {
+			dls = append(dls, dl)
+		}
+	}
+	b.DeadLetters = dls
+	b.First = last + 1
+	r.cfg.Logger.Info("skipped records the lineage already holds", "topic", b.Topic, "partition", b.Partition,
+		"through", last, "records", dropped)
+	return dropped, nil
 }
 
 func chainName(topic string, partition int) string { return fmt.Sprintf("%s-%d", topic, partition) }

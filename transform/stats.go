@@ -21,6 +21,10 @@ type Snapshot struct {
 	RowsByExecutor map[string]int64 `json:"rows_by_executor"`
 	RowsByLocation map[string]int64 `json:"rows_by_location"`
 	LineageEvents  int64            `json:"lineage_events"`
+	// Replayed counts records read again after a crash or rebalance that
+	// the lineage already recorded; they are not processed twice and not
+	// counted in Records.
+	Replayed int64 `json:"replayed"`
 	// Stalls counts retries after a store, topic or executor failed.
 	Stalls int64 `json:"stalls"`
 	// BatchTime is the total time spent processing batches.
@@ -45,6 +49,7 @@ func (st *Stats) add(o batchOutcome) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.s.Batches++
+	st.s.Replayed += o.replayed
 	st.s.Records += o.records
 	st.s.DeadLetters += o.deadLetters
 	st.s.Quarantined += o.quarantined
