@@ -61,6 +61,10 @@ type RunnerConfig struct {
 	// topic or an executor is down; defaults 100ms and 5s. The runner never
 	// skips a batch: it stalls until the outage ends or ctx is done.
 	RetryMin, RetryMax time.Duration
+	// ShutdownGrace is how long batches in progress may take to finish
+	// after Run's context ends; default 10s. Past it they are abandoned
+	// (not committed).
+	ShutdownGrace time.Duration
 }
 
 // Runner moves batches from the Source through policy, routing, execution,
@@ -120,6 +124,9 @@ func NewRunner(cfg RunnerConfig) (*Runner, error) {
 	if cfg.RetryMax <= 0 {
 		cfg.RetryMax = 5 * time.Second
 	}
+	if cfg.ShutdownGrace <= 0 {
+		cfg.ShutdownGrace = 10 * time.Second
+	}
 	r := &Runner{cfg: cfg, plan: cfg.Spec.Plan(), stats: newStats()}
 	r.route = newRouter(cfg.Spec, cfg.Decider, cfg.Router)
 	return r, nil
@@ -128,11 +135,34 @@ func NewRunner(cfg RunnerConfig) (*Runner, error) {
 // Stats returns a snapshot of the counters.
 func (r *Runner) Stats() Snapshot { return r.stats.snapshot() }
 
-// Run consumes until ctx is done or the Source fails. Batches in flight
-// when ctx ends are acked with an error, so their offsets are not
+// Run consumes until ctx is done or the Source fails. When ctx ends, Run
+// stops fetching, lets the batches being processed finish for up to
+// ShutdownGrace, and acks the rest with an error so their offsets are not
 // committed and they are read again on restart. Run returns nil when ctx
 // ended it.
 func (r *Runner) Run(ctx context.Context) error {
+	// Batches in progress get their own context: a shutdown gives them
+	// ShutdownGrace to become durable instead of cutting a write short.
+	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	finished := make(chan struct{})
+	defer close(finished)
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-finished:
+			return
+		}
+		t := time.NewTimer(r.cfg.ShutdownGrace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			r.cfg.Logger.Warn("shutdown grace over; abandoning batches in progress", "grace", r.cfg.ShutdownGrace)
+			cancelWork()
+		case <-finished:
+		}
+	}()
+
 	work := make([]chan *ingest.Batch, r.cfg.Workers)
 	var wg sync.WaitGroup
 	for i := range work {
@@ -141,7 +171,12 @@ func (r *Runner) Run(ctx context.Context) error {
 		go func(in <-chan *ingest.Batch) {
 			defer wg.Done()
 			for b := range in {
-				r.handle(ctx, b)
+				if ctx.Err() != nil {
+					// Queued but not started: leave it for the next owner.
+					r.abandon(b, ctx.Err())
+					continue
+				}
+				r.handle(workCtx, b)
 			}
 		}(work[i])
 	}

@@ -80,6 +80,8 @@ type memStore struct {
 	objs    map[string][]byte
 	failing atomic.Int64
 	puts    atomic.Int64
+	delay   time.Duration // each Put takes this long
+	started chan struct{} // if set, gets a value as each Put starts
 }
 
 func newMemStore() *memStore { return &memStore{objs: map[string][]byte{}} }
@@ -88,6 +90,19 @@ func (m *memStore) Put(ctx context.Context, key string, r io.Reader, size int64)
 	if m.failing.Load() > 0 {
 		m.failing.Add(-1)
 		return errors.New("store down")
+	}
+	if m.started != nil {
+		select {
+		case m.started <- struct{}{}:
+		default:
+		}
+	}
+	if m.delay > 0 {
+		select {
+		case <-time.After(m.delay):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	b, err := io.ReadAll(r)
 	if err != nil {
@@ -285,6 +300,7 @@ func newHarnessOn(t *testing.T, prev *harness, first int64, batches ...[]string)
 		Sinks:       map[string]storage.ObjectStore{"fra": h.fra, "us": h.us},
 		DeadLetters: h.dlq, Lineage: lw, HashKey: []byte("0123456789abcdef"),
 		Allocator: h.mem, RetryMin: time.Millisecond, RetryMax: 10 * time.Millisecond,
+		ShutdownGrace: 300 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -514,4 +530,25 @@ func TestRunnerReplayAfterCrashWritesNothingTwice(t *testing.T) {
 		t.Fatalf("verify: %+v %v", rep, err)
 	}
 	h2.mem.AssertSize(t, 0)
+}
+
+// TestRunnerShutdownFinishesBatchInProgress: a stop while a slow write is
+// in flight lets the batch finish (within the grace) and acks it as done.
+func TestRunnerShutdownFinishesBatchInProgress(t *testing.T) {
+	h := newHarness(t, rows("DE", 2, 0))
+	h.fra.delay = 100 * time.Millisecond
+	h.fra.started = make(chan struct{}, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-h.fra.started // a write is in flight: stop now
+		cancel()
+	}()
+	if err := h.runner.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a := <-h.src.acks
+	if a.err != nil || a.features != 1 {
+		t.Fatalf("ack %+v: the batch in progress should have finished during the grace", a)
+	}
+	h.mem.AssertSize(t, 0)
 }

@@ -34,6 +34,7 @@ Example:
 	policyDir := fs.String("policies", "", "policy `dir`ectory (default: the shipped policies)")
 	workers := fs.Int("workers", 4, "partitions processed at once")
 	every := fs.Duration("progress", 10*time.Second, "log progress this often (0: never)")
+	grace := fs.Duration("shutdown-grace", 10*time.Second, "on SIGTERM, how long batches in progress may take to finish before they are abandoned (not committed)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -67,7 +68,7 @@ Example:
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, nil))
 	p, err := openPipeline(ctx, spec, pipelineOptions{
-		policies: policySource(*policyDir), signingKey: key, hashKey: hashKey, workers: *workers, logger: logger,
+		policies: policySource(*policyDir), signingKey: key, hashKey: hashKey, workers: *workers, logger: logger, shutdownGrace: *grace,
 	})
 	if err != nil {
 		return err

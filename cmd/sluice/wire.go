@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"time"
 
 	"github.com/sluice-dev/sluice/gpuexec"
 	"github.com/sluice-dev/sluice/ingest/kafka"
@@ -24,11 +25,12 @@ const lineagePrefix = "lineage"
 // pipelineOptions are the parts of a pipeline that do not come from its
 // spec: secrets, the policy, and tuning.
 type pipelineOptions struct {
-	policies   fs.FS
-	signingKey ed25519.PrivateKey
-	hashKey    []byte
-	workers    int
-	logger     *slog.Logger
+	policies      fs.FS
+	signingKey    ed25519.PrivateKey
+	hashKey       []byte
+	workers       int
+	shutdownGrace time.Duration
+	logger        *slog.Logger
 	// tune adjusts the Kafka source's configuration (tests, the demo).
 	tune func(*kafka.Config)
 }
@@ -119,16 +121,17 @@ func openPipeline(ctx context.Context, spec *transform.Spec, opts pipelineOption
 	p.dlq = kafka.NewDeadLetterWriter(spec.Source.Brokers, spec.Source.DeadLetterTopic)
 
 	p.runner, err = transform.NewRunner(transform.RunnerConfig{
-		Spec:        spec,
-		Source:      p.source,
-		Decider:     p.memo,
-		Router:      router,
-		Sinks:       sinks,
-		DeadLetters: p.dlq,
-		Lineage:     p.lineage,
-		HashKey:     opts.hashKey,
-		Workers:     opts.workers,
-		Logger:      logger,
+		Spec:          spec,
+		Source:        p.source,
+		Decider:       p.memo,
+		Router:        router,
+		Sinks:         sinks,
+		DeadLetters:   p.dlq,
+		Lineage:       p.lineage,
+		HashKey:       opts.hashKey,
+		Workers:       opts.workers,
+		ShutdownGrace: opts.shutdownGrace,
+		Logger:        logger,
 	})
 	return p, err
 }
