@@ -59,6 +59,7 @@ type batchOutcome struct {
 	events      int64
 	replayed    int64
 	elapsed     time.Duration
+	decisions   map[DecisionKey]int64
 }
 
 func (r *Runner) process(ctx context.Context, b *ingest.Batch) (batchOutcome, error) {
@@ -78,6 +79,7 @@ func (r *Runner) process(ctx context.Context, b *ingest.Batch) (batchOutcome, er
 		qReasons:    map[string]int64{},
 		rowsByExec:  map[string]int64{},
 		rowsByLoc:   map[string]int64{},
+		decisions:   map[DecisionKey]int64{},
 	}
 	var events []*lineage.Event
 	date := b.Time.UTC()
@@ -101,6 +103,7 @@ func (r *Runner) process(ctx context.Context, b *ingest.Batch) (batchOutcome, er
 		decider := r.route.deciderFor()
 		for _, g := range groups {
 			r.route.decide(ctx, decider, g)
+			countDecisions(out.decisions, g)
 			allowed := g.allowed()
 			if len(allowed) == 0 {
 				quarantine = append(quarantine, g)
@@ -540,4 +543,23 @@ func shortDeny(g *group) string {
 		return what + " data: " + summarizeDeny(g)
 	}
 	return what + " data: " + strings.Join(rules, ", ")
+}
+
+// countDecisions tallies g's decisions by outcome and rule label.
+func countDecisions(into map[DecisionKey]int64, g *group) {
+	for _, d := range g.decisions {
+		outcome := "deny"
+		switch {
+		case d.err != nil:
+			outcome = "error"
+		case d.decision.Allow:
+			outcome = "allow"
+		}
+		if len(d.decision.Rules) == 0 {
+			into[DecisionKey{Outcome: outcome}]++
+		}
+		for _, rule := range d.decision.Rules {
+			into[DecisionKey{Outcome: outcome, Rule: rule}]++
+		}
+	}
 }

@@ -2,6 +2,7 @@ package transform
 
 import (
 	"maps"
+	"slices"
 	"sync"
 	"time"
 )
@@ -29,6 +30,40 @@ type Snapshot struct {
 	Stalls int64 `json:"stalls"`
 	// BatchTime is the total time spent processing batches.
 	BatchTime time.Duration `json:"batch_time_ns"`
+	// Decisions counts policy decisions the runner used, per outcome
+	// ("allow", "deny", "error") and rule label ("" when none fired). A
+	// memoized decision counts each time a batch uses it.
+	Decisions map[DecisionKey]int64 `json:"-"`
+	// Latency is the distribution of batch processing time, in seconds.
+	Latency Histogram `json:"latency"`
+}
+
+// DecisionKey labels a decision count.
+type DecisionKey struct {
+	Outcome string
+	Rule    string
+}
+
+// LatencyBuckets are the upper bounds, in seconds, of Snapshot.Latency.
+var LatencyBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}
+
+// Histogram is a cumulative histogram: Counts[i] observations were at most
+// Bounds[i]; Count and Sum cover all of them.
+type Histogram struct {
+	Bounds []float64 `json:"bounds"`
+	Counts []uint64  `json:"counts"`
+	Count  uint64    `json:"count"`
+	Sum    float64   `json:"sum"`
+}
+
+func (h *Histogram) observe(v float64) {
+	for i, b := range h.Bounds {
+		if v <= b {
+			h.Counts[i]++
+		}
+	}
+	h.Count++
+	h.Sum += v
 }
 
 // Stats is safe for concurrent use.
@@ -42,6 +77,8 @@ func newStats() *Stats {
 		QuarantineReasons: map[string]int64{},
 		RowsByExecutor:    map[string]int64{},
 		RowsByLocation:    map[string]int64{},
+		Decisions:         map[DecisionKey]int64{},
+		Latency:           Histogram{Bounds: LatencyBuckets, Counts: make([]uint64, len(LatencyBuckets))},
 	}}
 }
 
@@ -65,6 +102,10 @@ func (st *Stats) add(o batchOutcome) {
 	}
 	st.s.LineageEvents += o.events
 	st.s.BatchTime += o.elapsed
+	for k, v := range o.decisions {
+		st.s.Decisions[k] += v
+	}
+	st.s.Latency.observe(o.elapsed.Seconds())
 }
 
 func (st *Stats) stall() {
@@ -80,5 +121,7 @@ func (st *Stats) snapshot() Snapshot {
 	s.QuarantineReasons = maps.Clone(st.s.QuarantineReasons)
 	s.RowsByExecutor = maps.Clone(st.s.RowsByExecutor)
 	s.RowsByLocation = maps.Clone(st.s.RowsByLocation)
+	s.Decisions = maps.Clone(st.s.Decisions)
+	s.Latency.Counts = slices.Clone(st.s.Latency.Counts)
 	return s
 }
