@@ -188,7 +188,17 @@ func (r *Runner) skipRecorded(ctx context.Context, b *ingest.Batch) (int64, erro
 	}); err != nil {
 		return 0, err
 	}
-	if !have || last < b.First {
+	if !have {
+		last = -1
+	}
+	if r.sweep(b.Partition) {
+		if err := r.retry(ctx, "sweep unrecorded objects", func() error {
+			return r.sweepOrphans(ctx, b, last)
+		}); err != nil {
+			return 0, err
+		}
+	}
+	if last < b.First {
 		return 0, nil
 	}
 	dropped := min(last, b.Last) - b.First + 1

@@ -70,6 +70,8 @@ type RunnerConfig struct {
 // Runner moves batches from the Source through policy, routing, execution,
 // storage and lineage, and acks each batch when all of it is durable.
 type Runner struct {
+	mu    sync.Mutex
+	swept map[int]bool // partitions whose unrecorded objects were swept
 	cfg   RunnerConfig
 	plan  *gpuexec.Plan
 	route *router
@@ -127,9 +129,21 @@ func NewRunner(cfg RunnerConfig) (*Runner, error) {
 	if cfg.ShutdownGrace <= 0 {
 		cfg.ShutdownGrace = 10 * time.Second
 	}
-	r := &Runner{cfg: cfg, plan: cfg.Spec.Plan(), stats: newStats()}
+	r := &Runner{swept: map[int]bool{}, cfg: cfg, plan: cfg.Spec.Plan(), stats: newStats()}
 	r.route = newRouter(cfg.Spec, cfg.Decider, cfg.Router)
 	return r, nil
+}
+
+// sweep reports whether partition p still needs its sweep of unrecorded
+// objects, and marks it done.
+func (r *Runner) sweep(p int) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.swept[p] {
+		return false
+	}
+	r.swept[p] = true
+	return true
 }
 
 // Stats returns a snapshot of the counters.

@@ -552,3 +552,36 @@ func TestRunnerShutdownFinishesBatchInProgress(t *testing.T) {
 	}
 	h.mem.AssertSize(t, 0)
 }
+
+// TestRunnerSweepsObjectsOfACrashedAttempt: a crash left a feature object
+// for offsets 6..9 with no lineage; the restarted runner cuts 6..8 and must
+// not leave the old object beside the new one.
+func TestRunnerSweepsObjectsOfACrashedAttempt(t *testing.T) {
+	h1 := newHarness(t, rows("DE", 6, 0))
+	h1.run(t, 1, nil)
+	recorded := h1.fra.keys("pipeline=t/")
+	orphan := "pipeline=t/date=2026-11-27/location=fra/in-0-00000000000000000006-00000000000000000009.parquet"
+	qOrphan := "quarantine/pipeline=t/date=2026-11-28/in-0-00000000000000000007-00000000000000000009.parquet"
+	other := "pipeline=t/date=2026-11-27/location=fra/in-1-00000000000000000006-00000000000000000009.parquet"
+	for _, k := range []string{orphan, qOrphan, other} {
+		if err := h1.fra.Put(context.Background(), k, strings.NewReader("x"), 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h2 := newHarnessOn(t, h1, 6, rows("DE", 3, 6))
+	if a := h2.run(t, 1, nil); a[0].err != nil {
+		t.Fatal(a[0].err)
+	}
+	got := h2.fra.keys("")
+	for _, k := range []string{orphan, qOrphan} {
+		if slices.Contains(got, k) {
+			t.Errorf("unrecorded object %s survived the restart", k)
+		}
+	}
+	for _, k := range append(recorded, other) {
+		if !slices.Contains(got, k) {
+			t.Errorf("%s was deleted; only unrecorded objects of this partition may be", k)
+		}
+	}
+	h2.mem.AssertSize(t, 0)
+}
