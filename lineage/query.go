@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 )
 
 // Queries read what is stored without checking signatures or links; run
@@ -194,8 +193,8 @@ type ResidencyReport struct {
 
 // RowCount is the number of rows of one jurisdiction that one executor in
 // one location handled with one outcome. For an event with decisions, each
-// row group (jurisdiction, classes) counts its rows once however many
-// executors were asked about it; Executor and Location come from the
+// row group counts its rows once however many executors were asked about
+// it (see decisionGroups); Executor and Location come from the
 // event's sluice_executor facet (empty when none, as for quarantine and
 // dead letters). An event without decisions counts the offsets of its
 // sluice_kafkaOffsets ranges under an empty jurisdiction. Offsets a replay
@@ -219,11 +218,19 @@ type RuleCount struct {
 
 // Report reads every event under prefix and tallies rows and rules.
 func Report(ctx context.Context, store Store, prefix string) (ResidencyReport, error) {
+	return ReportWindow(ctx, store, prefix, Window{})
+}
+
+// ReportWindow is Report over the events whose eventTime lies in w.
+func ReportWindow(ctx context.Context, store Store, prefix string, w Window) (ResidencyReport, error) {
 	var rep ResidencyReport
 	type rowKey struct{ jur, exec, loc, outcome string }
 	rows := map[rowKey]int64{}
 	rules := map[string]*RuleCount{}
 	err := Walk(ctx, store, prefix, func(e Entry) error {
+		if in, _ := w.holds(e.Event.EventTime); !in {
+			return nil
+		}
 		rep.Events++
 		f := e.Event.Run.Facets
 		k := rowKey{}
@@ -243,12 +250,7 @@ func Report(ctx context.Context, store Store, prefix string) (ResidencyReport, e
 			}
 			return nil
 		}
-		groups := map[string]int64{} // jurisdiction + classes -> rows
-		jur := map[string]string{}
 		for _, d := range decisions {
-			g := d.Jurisdiction + "\x00" + strings.Join(slices.Sorted(slices.Values(d.Classes)), ",")
-			groups[g] = max(groups[g], d.Rows)
-			jur[g] = d.Jurisdiction
 			labels := d.Rules
 			if len(labels) == 0 {
 				labels = []string{"(none)"}
@@ -267,10 +269,10 @@ func Report(ctx context.Context, store Store, prefix string) (ResidencyReport, e
 				}
 			}
 		}
-		for g, n := range groups {
+		for _, g := range decisionGroups(decisions) {
 			gk := k
-			gk.jur = jur[g]
-			rows[gk] += n
+			gk.jur = g[0].Jurisdiction
+			rows[gk] += g[0].Rows
 		}
 		return nil
 	})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"time"
 )
 
 // ErrNotExist is returned (wrapped) when a key has no object.
@@ -36,4 +37,19 @@ type ObjectStore interface {
 	BucketReader
 	Put(ctx context.Context, key string, r io.Reader, size int64) error
 	Delete(ctx context.Context, key string) error
+}
+
+// Retainer is implemented by stores that can keep objects under a
+// write-once retention lock (S3 Object Lock, storage/s3). Consumers find it
+// by type assertion; a store without it (a folder) has no retention to
+// check. Safe for concurrent use.
+type Retainer interface {
+	// ObjectLock reports whether the store's bucket has Object Lock
+	// enabled, that is whether its objects can carry retention at all.
+	ObjectLock(ctx context.Context) (bool, error)
+	// Retention returns the Object Lock mode of the object's current
+	// version ("GOVERNANCE" or "COMPLIANCE"; "" when it has none) and the
+	// time it is retained until (zero when it has none). A missing key
+	// matches ErrNotExist.
+	Retention(ctx context.Context, key string) (mode string, until time.Time, err error)
 }

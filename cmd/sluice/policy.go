@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	iofs "io/fs"
@@ -20,20 +21,24 @@ import (
 const policyUsage = `Usage:
   sluice policy test [DIR]                     run the Rego tests in DIR (default: the shipped policies)
   sluice policy eval --input FILE [flags]      print the decision for one input
+  sluice policy diff --from DIR --to DIR --sample FILE
+                                               show how a policy change re-routes recorded inputs
 
-Run 'sluice policy test -h' or 'sluice policy eval -h' for details.
+Run 'sluice policy <sub-command> -h' for details.
 `
 
 func cmdPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, policyUsage)
-		return fmt.Errorf("%w: policy needs a sub-command (test, eval)", errUsage)
+		return fmt.Errorf("%w: policy needs a sub-command (test, eval, diff)", errUsage)
 	}
 	switch args[0] {
 	case "test":
 		return cmdPolicyTest(ctx, args[1:], stdout, stderr)
 	case "eval":
 		return cmdPolicyEval(ctx, args[1:], stdout, stderr)
+	case "diff":
+		return cmdPolicyDiff(ctx, args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, policyUsage)
 		return nil
@@ -248,4 +253,206 @@ func lookup(m map[string]any, path string) (any, bool) {
 		}
 	}
 	return cur, true
+}
+
+func cmdPolicyDiff(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("policy diff", "policy diff --from DIR --to DIR --sample FILE [-o json]",
+		`Shows how a policy change would re-route recorded inputs before it goes
+live. Every input of FILE is decided by the policy in --from (the live one)
+and by the policy in --to (the candidate); each input whose outcome changes
+is printed with both decisions: allow→deny, deny→allow, or the same verdict
+with other obligations or rule labels. A summary counts them.
+
+FILE holds one policy input document per line (NDJSON), as
+'sluice policy eval' reads them; a line may also be an object with the
+document under "input" (as 'sluice policy eval -o json' prints it).
+
+The exit status is 0 whatever changed (it is a report); 1 when a policy does
+not load or FILE is malformed.
+
+Example:
+  sluice policy diff --from policies/ --to ../new-policies/ --sample inputs.ndjson
+`, stderr)
+	from := fs.String("from", "", "policy `dir`ectory in force now (required)")
+	to := fs.String("to", "", "policy `dir`ectory to compare against (required)")
+	sample := fs.String("sample", "", "NDJSON `file` of policy input documents (required; - for stdin)")
+	var out outputFlag
+	out.register(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	asJSON, err := out.json()
+	if err != nil {
+		return err
+	}
+	if *from == "" || *to == "" || *sample == "" {
+		return fmt.Errorf("%w: policy diff needs --from DIR, --to DIR and --sample FILE", errUsage)
+	}
+	var raw []byte
+	if *sample == "-" {
+		raw, err = io.ReadAll(io.LimitReader(os.Stdin, 256<<20))
+	} else {
+		raw, err = os.ReadFile(*sample)
+	}
+	if err != nil {
+		return err
+	}
+	inputs, err := sampleInputs(raw)
+	if err != nil {
+		return fmt.Errorf("%s: %w", *sample, err)
+	}
+	before, err := rego.New(ctx, rego.Config{Dir: *from})
+	if err != nil {
+		return fmt.Errorf("--from: %w", err)
+	}
+	after, err := rego.New(ctx, rego.Config{Dir: *to})
+	if err != nil {
+		return fmt.Errorf("--to: %w", err)
+	}
+	rep := diffPolicies(ctx, before, after, inputs)
+	if asJSON {
+		writeJSON(stdout, rep)
+		return nil
+	}
+	for _, c := range rep.Changes {
+		in := c.Input
+		fmt.Fprintf(stdout, "line %d: %s  data %s %v → executor %s (%s, %s)\n", c.Line, c.Change,
+			in.Data.Jurisdiction, in.Data.Classes, in.Executor.ID, in.Executor.Kind, in.Executor.Jurisdiction)
+		for _, side := range []struct {
+			name string
+			d    diffSide
+		}{{"before", c.Before}, {"after ", c.After}} {
+			verdict := "DENY "
+			if side.d.Allow {
+				verdict = "ALLOW"
+			}
+			fmt.Fprintf(stdout, "  %s: %s rules [%s]", side.name, verdict, strings.Join(side.d.Rules, ", "))
+			if o := side.d.Obligations; !o.Empty() {
+				fmt.Fprintf(stdout, "  obligations hash %v mask %v drop %v", o.Hash, o.Mask, o.Drop)
+			}
+			fmt.Fprintln(stdout)
+			for _, r := range side.d.Reasons {
+				fmt.Fprintf(stdout, "          reason: %s\n", r)
+			}
+			if side.d.Error != "" {
+				fmt.Fprintf(stdout, "          error:  %s\n", side.d.Error)
+			}
+		}
+	}
+	fmt.Fprintf(stdout, "%d inputs, %d changed: %d allow→deny, %d deny→allow, %d obligations or rules only (revision %s → %s)\n",
+		rep.Inputs, rep.Changed, rep.AllowToDeny, rep.DenyToAllow, rep.ObligationsOrRules, rep.From, rep.To)
+	return nil
+}
+
+// diffReport is what 'policy diff' finds; its JSON is the -o json output.
+type diffReport struct {
+	From               string       `json:"from_revision"`
+	To                 string       `json:"to_revision"`
+	Inputs             int          `json:"inputs"`
+	Changed            int          `json:"changed"`
+	AllowToDeny        int          `json:"allow_to_deny"`
+	DenyToAllow        int          `json:"deny_to_allow"`
+	ObligationsOrRules int          `json:"obligations_or_rules"`
+	Changes            []diffChange `json:"changes"`
+}
+
+type diffChange struct {
+	Line   int          `json:"line"`
+	Change string       `json:"change"` // "allow→deny", "deny→allow", "obligations/rules"
+	Input  policy.Input `json:"input"`
+	Before diffSide     `json:"before"`
+	After  diffSide     `json:"after"`
+}
+
+// diffSide is a decision without its per-evaluation id, which differs on
+// every run and would hide nothing but noise.
+type diffSide struct {
+	Allow       bool               `json:"allow"`
+	Reasons     []string           `json:"reasons,omitempty"`
+	Obligations policy.Obligations `json:"obligations"`
+	Rules       []string           `json:"rules,omitempty"`
+	Error       string             `json:"error,omitempty"`
+}
+
+type sampleInput struct {
+	line int
+	in   policy.Input
+}
+
+// diffPolicies decides every input under both policies. An outcome changes
+// when the verdict, the obligations or the rule labels differ; a reworded
+// reason alone routes nothing differently and is not counted.
+func diffPolicies(ctx context.Context, before, after policy.Decider, inputs []sampleInput) diffReport {
+	rep := diffReport{From: before.Revision(), To: after.Revision(), Inputs: len(inputs), Changes: []diffChange{}}
+	side := func(d policy.Decider, in policy.Input) diffSide {
+		dec, err := d.Decide(ctx, in)
+		s := diffSide{Allow: dec.Allow, Reasons: dec.Reasons, Obligations: dec.Obligations, Rules: dec.Rules}
+		if err != nil {
+			s.Error = err.Error()
+		}
+		return s
+	}
+	for _, si := range inputs {
+		b, a := side(before, si.in), side(after, si.in)
+		var change string
+		switch {
+		case b.Allow && !a.Allow:
+			change = "allow→deny"
+			rep.AllowToDeny++
+		case !b.Allow && a.Allow:
+			change = "deny→allow"
+			rep.DenyToAllow++
+		case !sameObligations(b.Obligations, a.Obligations) || !slices.Equal(b.Rules, a.Rules):
+			change = "obligations/rules"
+			rep.ObligationsOrRules++
+		default:
+			continue
+		}
+		rep.Changed++
+		rep.Changes = append(rep.Changes, diffChange{Line: si.line, Change: change, Input: si.in, Before: b, After: a})
+	}
+	return rep
+}
+
+func sameObligations(a, b policy.Obligations) bool {
+	return slices.Equal(a.Hash, b.Hash) && slices.Equal(a.Mask, b.Mask) && slices.Equal(a.Drop, b.Drop)
+}
+
+// sampleInputs reads NDJSON: one policy input document per line, or an
+// object holding one under "input". Blank lines are skipped; anything else
+// that is not an input is an error naming its line.
+func sampleInputs(raw []byte) ([]sampleInput, error) {
+	var out []sampleInput
+	n := 0
+	for line := range strings.Lines(string(raw)) {
+		n++
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		var wrapped struct {
+			Input json.RawMessage `json:"input"`
+		}
+		doc := []byte(line)
+		if err := json.Unmarshal(doc, &wrapped); err != nil {
+			return nil, fmt.Errorf("line %d: not a JSON object: %w", n, err)
+		}
+		if wrapped.Input != nil {
+			doc = wrapped.Input
+		}
+		var in policy.Input
+		dec := json.NewDecoder(bytes.NewReader(doc))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&in); err != nil {
+			return nil, fmt.Errorf("line %d: not a policy input document: %w", n, err)
+		}
+		if in.Executor.ID == "" && in.Data.Jurisdiction == "" {
+			return nil, fmt.Errorf("line %d: not a policy input document: no data.jurisdiction and no executor.id", n)
+		}
+		out = append(out, sampleInput{line: n, in: in})
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no inputs")
+	}
+	return out, nil
 }

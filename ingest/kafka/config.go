@@ -51,6 +51,18 @@ type Config struct {
 	// offset, and where to restart when the committed offset is no longer
 	// in the log: "earliest" (default) or "latest".
 	StartOffset string `yaml:"start_offset"`
+	// StartTime, when set, overrides StartOffset for partitions without a
+	// committed offset: they start at the first record whose timestamp is
+	// at or after StartTime, or at the end of the log when there is none.
+	// Default zero: unset.
+	StartTime time.Time `yaml:"start_time"`
+	// ResetToTime applies StartTime to every partition: before joining,
+	// NewSource rewrites the group's committed offsets to StartTime, like
+	// kafka-consumer-groups --reset-offsets --to-datetime, and fails if the
+	// group has active members. It is a one-off replay switch: a source
+	// started again with it set replays again. Default false; requires
+	// StartTime.
+	ResetToTime bool `yaml:"reset_to_time"`
 	// MaxRecords caps the records (rows plus dead letters) of one batch.
 	// Default 10000.
 	MaxRecords int `yaml:"max_records"`
@@ -141,6 +153,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: no group", ErrConfig)
 	case c.StartOffset != StartEarliest && c.StartOffset != StartLatest:
 		return fmt.Errorf("%w: start offset %q is neither %q nor %q", ErrConfig, c.StartOffset, StartEarliest, StartLatest)
+	case c.ResetToTime && c.StartTime.IsZero():
+		return fmt.Errorf("%w: reset to time needs a start time", ErrConfig)
 	case c.MaxRecords < 0:
 		return fmt.Errorf("%w: negative max records %d", ErrConfig, c.MaxRecords)
 	case c.MaxBytes < 0:

@@ -28,11 +28,32 @@ type DeadLetterWriter struct {
 	w *kafka.Writer
 }
 
-// NewDeadLetterWriter returns a writer to topic, which must exist. The
-// caller must Close it.
+// NewDeadLetterWriter returns a writer to topic, which must exist, over
+// plaintext without authentication. The caller must Close it.
 func NewDeadLetterWriter(brokers []string, topic string) *DeadLetterWriter {
+	return newDeadLetterWriter(brokers, topic, nil)
+}
+
+// NewDeadLetterWriterWith is NewDeadLetterWriter connecting with sec (TLS,
+// SASL). It fails when sec is invalid or its files or password cannot be
+// read; see Transport.
+func NewDeadLetterWriterWith(brokers []string, topic string, sec ingest.Security) (*DeadLetterWriter, error) {
+	tr, err := Transport(sec)
+	if err != nil {
+		return nil, fmt.Errorf("kafka: dead-letter writer: %w", err)
+	}
+	return newDeadLetterWriter(brokers, topic, tr), nil
+}
+
+// newDeadLetterWriter uses kafka-go's default transport when tr is nil.
+func newDeadLetterWriter(brokers []string, topic string, tr *kafka.Transport) *DeadLetterWriter {
+	var rt kafka.RoundTripper
+	if tr != nil {
+		rt = tr
+	}
 	return &DeadLetterWriter{w: &kafka.Writer{
 		Addr:         kafka.TCP(brokers...),
+		Transport:    rt,
 		Topic:        topic,
 		Balancer:     &kafka.Hash{}, // same key, same partition
 		RequiredAcks: kafka.RequireAll,
@@ -65,6 +86,7 @@ func (w *DeadLetterWriter) Write(ctx context.Context, dls []ingest.DeadLetter) e
 		}
 	}
 	if err := w.w.WriteMessages(ctx, msgs...); err != nil {
+		err = explain(err)
 		var werrs kafka.WriteErrors
 		if errors.As(err, &werrs) {
 			for i, e := range werrs {

@@ -174,9 +174,14 @@ func (r *reader) seek(conn *kafka.Conn) error {
 	}
 	var err error
 	var off int64
-	if r.next == kafka.LastOffset || (r.next >= 0 && r.s.cfg.StartOffset == StartLatest) {
+	switch {
+	case r.next < 0 && !r.s.cfg.StartTime.IsZero():
+		// No committed offset and a start time: kafka-go puts the
+		// StartOffset placeholder in the assignment.
+		off, err = offsetAt(conn, r.s.cfg.StartTime)
+	case r.next == kafka.LastOffset || (r.next >= 0 && r.s.cfg.StartOffset == StartLatest):
 		off, err = conn.ReadLastOffset()
-	} else {
+	default:
 		off, err = conn.ReadFirstOffset()
 	}
 	if err != nil {
@@ -252,4 +257,17 @@ func (r *reader) emit(ctx context.Context) error {
 		rec.Release()
 		return ctx.Err()
 	}
+}
+
+// offsetAt is the first offset whose record's timestamp is at or after t,
+// or the end of the log when no record is that recent.
+func offsetAt(conn *kafka.Conn, t time.Time) (int64, error) {
+	off, err := conn.ReadOffset(t)
+	if err != nil {
+		return 0, fmt.Errorf("offset at %s: %w", t.Format(time.RFC3339Nano), err)
+	}
+	if off < 0 {
+		return conn.ReadLastOffset()
+	}
+	return off, nil
 }

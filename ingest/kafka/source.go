@@ -99,6 +99,11 @@ func NewSource(ctx context.Context, cfg Config) (*Source, error) {
 	if err := checkTopic(ctx, cfg.Dialer, cfg.Brokers, cfg.Topic); err != nil {
 		return nil, err
 	}
+	if cfg.ResetToTime {
+		if err := resetGroup(ctx, cfg); err != nil {
+			return nil, err
+		}
+	}
 	start := kafka.FirstOffset
 	if cfg.StartOffset == StartLatest {
 		start = kafka.LastOffset
@@ -155,7 +160,7 @@ func checkTopic(ctx context.Context, d *kafka.Dialer, brokers []string, topic st
 		if errors.Is(err, kafka.UnknownTopicOrPartition) {
 			return fmt.Errorf("kafka: topic %q: %w", topic, err)
 		}
-		errs = append(errs, fmt.Errorf("broker %s: %w", b, err))
+		errs = append(errs, fmt.Errorf("broker %s: %w", b, explain(err)))
 	}
 	return fmt.Errorf("kafka: look up topic %q: %w", topic, errors.Join(errs...))
 }

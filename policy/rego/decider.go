@@ -71,6 +71,12 @@ func New(ctx context.Context, cfg Config) (*Decider, error) {
 	if err != nil {
 		return nil, err
 	}
+	return compile(ctx, cfg, fsys, "")
+}
+
+// compile builds a Decider from the policy in fsys. revision, when not
+// empty, replaces the hash of the loaded files (a bundle's revision).
+func compile(ctx context.Context, cfg Config, fsys fs.FS, revision string) (*Decider, error) {
 	if cfg.Query == "" {
 		cfg.Query = DefaultQuery
 	}
@@ -102,7 +108,10 @@ func New(ctx context.Context, cfg Config) (*Decider, error) {
 	if err != nil {
 		return nil, fmt.Errorf("policy/rego: compile %s: %w", cfg.Query, err)
 	}
-	return &Decider{query: cfg.Query, timeout: cfg.Timeout, revision: b.revision, prepared: pq}, nil
+	if revision == "" {
+		revision = b.revision
+	}
+	return &Decider{query: cfg.Query, timeout: cfg.Timeout, revision: revision, prepared: pq}, nil
 }
 
 // source resolves FS or Dir.
@@ -142,10 +151,7 @@ func (d *Decider) Decide(ctx context.Context, in policy.Input) (policy.Decision,
 	if err := ctx.Err(); err != nil {
 		return fail(fmt.Errorf("%w: %s: %w", ErrEval, d.query, err))
 	}
-	input, err := ast.InterfaceToValue(in)
-	if err != nil {
-		return fail(fmt.Errorf("%w: encode input: %w", ErrEval, err))
-	}
+	input := inputValue(in)
 	ctx, cancel := context.WithTimeout(ctx, d.timeout)
 	defer cancel()
 	rs, err := d.prepared.Eval(ctx, rego.EvalParsedInput(input))

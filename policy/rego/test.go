@@ -2,6 +2,7 @@ package rego
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -16,6 +17,9 @@ import (
 
 // DefaultTestTimeout bounds each Rego test in RunTests.
 const DefaultTestTimeout = 5 * time.Second
+
+// ErrNoTests is RunTests' error when the policy has no Rego tests.
+var ErrNoTests = errors.New("policy/rego: no tests found (rules named test_*)")
 
 // RunTests runs the Rego unit tests (rules named test_* in any module,
 // usually *_test.rego) found in fsys against its policy modules and data,
@@ -55,7 +59,7 @@ func RunTests(ctx context.Context, fsys fs.FS, w io.Writer) (passed, failed int,
 		results = append(results, r)
 	}
 	if len(results) == 0 {
-		return 0, 0, fmt.Errorf("policy/rego: no tests found (rules named test_*)")
+		return 0, 0, ErrNoTests
 	}
 	sort.Slice(results, func(i, j int) bool {
 		a, b := results[i], results[j]

@@ -40,7 +40,10 @@ type Store struct {
 // setup error, not a missing object.
 var ErrNoBucket = errors.New("s3: bucket does not exist")
 
-var _ storage.ObjectStore = (*Store)(nil)
+var (
+	_ storage.ObjectStore = (*Store)(nil)
+	_ storage.Retainer    = (*Store)(nil)
+)
 
 // New validates cfg and returns a store. It does not contact the server;
 // the first request does, so a wrong endpoint or credentials show up there.
@@ -258,4 +261,41 @@ func (s *Store) wrap(op, key string, err error) error {
 		}
 	}
 	return fmt.Errorf("s3: %s %s/%s: %w", op, s.cfg.Bucket, s.prefix+key, err)
+}
+
+// ObjectLock reports whether the bucket has Object Lock enabled. A bucket
+// without an Object Lock configuration answers false, not an error.
+func (s *Store) ObjectLock(ctx context.Context) (bool, error) {
+	enabled, _, _, _, err := s.client.GetObjectLockConfig(ctx, s.cfg.Bucket)
+	if err != nil {
+		if minio.ToErrorResponse(err).Code == "ObjectLockConfigurationNotFoundError" {
+			return false, nil
+		}
+		return false, s.wrap("object lock configuration of", "", err)
+	}
+	return enabled == "Enabled", nil
+}
+
+// Retention returns the Object Lock mode and retain-until date of the
+// current version of the object at key, read from the headers of one HEAD
+// request; mode is "" when the version has no retention.
+func (s *Store) Retention(ctx context.Context, key string) (string, time.Time, error) {
+	name, err := s.object(key)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	info, err := s.client.StatObject(ctx, s.cfg.Bucket, name, minio.StatObjectOptions{})
+	if err != nil {
+		return "", time.Time{}, s.checkBucket(ctx, s.wrap("stat", key, err))
+	}
+	mode := info.Metadata.Get("X-Amz-Object-Lock-Mode")
+	if mode == "" {
+		return "", time.Time{}, nil
+	}
+	raw := info.Metadata.Get("X-Amz-Object-Lock-Retain-Until-Date")
+	until, err := time.Parse(time.RFC3339, raw)
+	if err != nil {
+		return mode, time.Time{}, fmt.Errorf("s3: retention of %s/%s: retain-until date %q: %w", s.cfg.Bucket, name, raw, err)
+	}
+	return mode, until, nil
 }

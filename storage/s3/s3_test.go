@@ -258,3 +258,59 @@ func TestValidateReportsAllProblems(t *testing.T) {
 		}
 	}
 }
+
+func TestRetainer(t *testing.T) {
+	_, cfg := s3test.Start(t)
+	ctx := t.Context()
+	plain, err := s3.New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if on, err := plain.ObjectLock(ctx); err != nil || on {
+		t.Errorf("ObjectLock of a plain bucket = %v, %v; want false", on, err)
+	}
+	if err := plain.Put(ctx, "k", strings.NewReader("x"), 1); err != nil {
+		t.Fatal(err)
+	}
+	if mode, until, err := plain.Retention(ctx, "k"); err != nil || mode != "" || !until.IsZero() {
+		t.Errorf("Retention of an unlocked object = %q, %v, %v; want none", mode, until, err)
+	}
+
+	c := cfg
+	c.Bucket = s3test.LockedBucket
+	c.Prefix = "retainer"
+	unlocked, err := s3.New(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if on, err := unlocked.ObjectLock(ctx); err != nil || !on {
+		t.Errorf("ObjectLock of the locked bucket = %v, %v; want true", on, err)
+	}
+	// A bucket with Object Lock does not lock what is written without
+	// retention: that is what verify must notice.
+	if err := unlocked.Put(ctx, "bare", strings.NewReader("x"), 1); err != nil {
+		t.Fatal(err)
+	}
+	if mode, _, err := unlocked.Retention(ctx, "bare"); err != nil || mode != "" {
+		t.Errorf("Retention of an object written without retention = %q, %v; want none", mode, err)
+	}
+	c.RetentionMode, c.RetentionDays = s3.RetentionGovernance, 2
+	locked, err := s3.New(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := time.Now()
+	if err := locked.Put(ctx, "held", strings.NewReader("x"), 1); err != nil {
+		t.Fatal(err)
+	}
+	mode, until, err := locked.Retention(ctx, "held")
+	if err != nil || mode != s3.RetentionGovernance {
+		t.Fatalf("Retention = %q, %v; want GOVERNANCE", mode, err)
+	}
+	if want := before.AddDate(0, 0, 2); until.Before(want.Add(-time.Minute)) || until.After(want.Add(time.Hour)) {
+		t.Errorf("retained until %v, want about %v", until, want)
+	}
+	if _, _, err := locked.Retention(ctx, "missing"); !errors.Is(err, storage.ErrNotExist) {
+		t.Errorf("Retention of a missing key: err = %v, want ErrNotExist", err)
+	}
+}
