@@ -60,17 +60,18 @@ type batchOutcome struct {
 	replayed    int64
 	elapsed     time.Duration
 	decisions   map[DecisionKey]int64
+	stages      map[string]time.Duration
 }
 
-func (r *Runner) process(ctx context.Context, b *ingest.Batch) (batchOutcome, error) {
-	replayed, err := r.skipRecorded(ctx, b)
+func (r *Runner) process(ctx context.Context, b *ingest.Batch, t *ticket) (batchOutcome, error) {
+	replayed, err := r.skipRecorded(ctx, b, t)
 	if err != nil {
 		return batchOutcome{}, err
 	}
 	if b.First > b.Last {
 		// Every record of the batch is already recorded: it was processed
 		// before a crash or rebalance and only its commit was lost.
-		return batchOutcome{replayed: replayed}, nil
+		return batchOutcome{replayed: replayed}, t.waitTurn(ctx)
 	}
 	out := batchOutcome{
 		replayed:    replayed,
@@ -80,20 +81,29 @@ func (r *Runner) process(ctx context.Context, b *ingest.Batch) (batchOutcome, er
 		rowsByExec:  map[string]int64{},
 		rowsByLoc:   map[string]int64{},
 		decisions:   map[DecisionKey]int64{},
+		stages:      map[string]time.Duration{},
 	}
 	var events []*lineage.Event
 	date := b.Time.UTC()
 
+	// The dead letters go to their topic while the rows are processed: the
+	// write is mostly a wait for the broker.
+	var dlq chan error
+	var dlqTime time.Duration
 	if len(b.DeadLetters) > 0 {
-		if err := r.retry(ctx, "write dead letters", func() error {
-			return r.cfg.DeadLetters.Write(ctx, b.DeadLetters)
-		}); err != nil {
-			return out, err
-		}
-		events = append(events, r.deadLetterEvent(b))
+		dlq = make(chan error, 1)
+		go func() {
+			t0 := time.Now()
+			err := r.retry(ctx, "write dead letters", func() error {
+				return r.cfg.DeadLetters.Write(ctx, b.DeadLetters)
+			})
+			dlqTime = time.Since(t0)
+			dlq <- err
+		}()
 	}
 
 	if b.Record != nil && b.Record.NumRows() > 0 {
+		t0 := time.Now()
 		groups, err := r.route.groups(b.Record)
 		if err != nil {
 			return out, err
@@ -127,7 +137,10 @@ func (r *Runner) process(ctx context.Context, b *ingest.Batch) (batchOutcome, er
 		}
 
 		if len(quarantine) > 0 {
+			tq := time.Now()
 			ev, n, err := r.writeQuarantine(ctx, b, date, quarantine, out.qReasons)
+			t0 = t0.Add(time.Since(tq)) // counted as a write, not as policy
+			out.stages[StageWrite] += time.Since(tq)
 			if err != nil {
 				return out, err
 			}
@@ -135,10 +148,14 @@ func (r *Runner) process(ctx context.Context, b *ingest.Batch) (batchOutcome, er
 			events = append(events, ev)
 		}
 
+		t1 := time.Now()
+		out.stages[StagePolicy] += t1.Sub(t0)
 		outs, err := r.runParts(ctx, b, parts)
 		if err != nil {
 			return out, err
 		}
+		t2 := time.Now()
+		out.stages[StageExecute] += t2.Sub(t1)
 		for _, o := range outs {
 			if err := r.writeOutput(ctx, b, date, o); err != nil {
 				releaseOutputs(outs)
@@ -151,14 +168,27 @@ func (r *Runner) process(ctx context.Context, b *ingest.Batch) (batchOutcome, er
 			events = append(events, r.featureEvent(b, o))
 		}
 		releaseOutputs(outs)
+		out.stages[StageWrite] += time.Since(t2)
 	}
 
+	if dlq != nil {
+		if err := <-dlq; err != nil {
+			return out, err
+		}
+		events = append(events, r.deadLetterEvent(b))
+		out.stages[StageDeadLetters] += dlqTime
+	}
+	if err := t.waitTurn(ctx); err != nil {
+		return out, err
+	}
+	t3 := time.Now()
 	if err := r.retry(ctx, "append lineage", func() error {
 		_, err := r.cfg.Lineage.Append(ctx, chainName(b.Topic, b.Partition), events)
 		return err
 	}); err != nil {
 		return out, err
 	}
+	out.stages[StageLineage] += time.Since(t3)
 	out.events = int64(len(events))
 	return out, nil
 }
@@ -174,9 +204,17 @@ type lastOffsetter interface {
 // commit, the batch is read again and may be cut at other offsets; without
 // this its rows would be written a second time under another key. It
 // returns how many records it dropped; b.First > b.Last means all.
-func (r *Runner) skipRecorded(ctx context.Context, b *ingest.Batch) (int64, error) {
+func (r *Runner) skipRecorded(ctx context.Context, b *ingest.Batch, t *ticket) (int64, error) {
+	if t.first != t {
+		select {
+		case <-t.first.ready:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
 	lo, ok := r.cfg.Lineage.(lastOffsetter)
 	if !ok {
+		t.markReady()
 		return 0, nil
 	}
 	var last int64
@@ -191,12 +229,18 @@ func (r *Runner) skipRecorded(ctx context.Context, b *ingest.Batch) (int64, erro
 	if !have {
 		last = -1
 	}
-	if r.sweep(b.Partition) {
-		if err := r.retry(ctx, "sweep unrecorded objects", func() error {
-			return r.sweepOrphans(ctx, b, last)
-		}); err != nil {
-			return 0, err
+	if t.first == t {
+		// The partition's first batch in this Run prepares it; the others
+		// wait (above) so they write nothing the sweep could take for a
+		// crashed attempt's leftovers.
+		if r.sweep(b.Partition) {
+			if err := r.retry(ctx, "sweep unrecorded objects", func() error {
+				return r.sweepOrphans(ctx, b, last)
+			}); err != nil {
+				return 0, err
+			}
 		}
+		t.markReady()
 	}
 	if last < b.First {
 		return 0, nil

@@ -50,8 +50,10 @@ type RunnerConfig struct {
 	// HashKey keys the pseudonymisation (HMAC) of hashed columns; it must
 	// stay the same across restarts for replays to write the same bytes.
 	HashKey []byte
-	// Workers is how many partitions are processed at once; default 4.
-	// Batches of one partition are always processed in offset order.
+	// Workers is how many batches are processed at once; default 4.
+	// Batches of one partition may overlap, but their lineage is appended
+	// in offset order, and a batch is committed only if every earlier one
+	// of its partition was.
 	Workers int
 	// Allocator defaults to memory.DefaultAllocator.
 	Allocator memory.Allocator
@@ -177,23 +179,27 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 	}()
 
-	work := make([]chan *ingest.Batch, r.cfg.Workers)
+	// Workers take batches in the order the source hands them out (one
+	// FIFO channel), so a batch's predecessor in its partition is always
+	// started first and waiting for it cannot deadlock.
+	work := make(chan job, r.cfg.Workers)
 	var wg sync.WaitGroup
-	for i := range work {
-		work[i] = make(chan *ingest.Batch, 1)
+	for range r.cfg.Workers {
 		wg.Add(1)
-		go func(in <-chan *ingest.Batch) {
+		go func() {
 			defer wg.Done()
-			for b := range in {
+			for j := range work {
 				if ctx.Err() != nil {
 					// Queued but not started: leave it for the next owner.
-					r.abandon(b, ctx.Err())
+					r.abandon(j.b, ctx.Err())
+					j.t.finish(false)
 					continue
 				}
-				r.handle(workCtx, b)
+				r.handle(workCtx, j)
 			}
-		}(work[i])
+		}()
 	}
+	last := map[int]*ticket{}
 	var err error
 	for {
 		var b *ingest.Batch
@@ -201,21 +207,84 @@ func (r *Runner) Run(ctx context.Context) error {
 		if err != nil {
 			break
 		}
-		// One worker per partition keeps each lineage chain in offset order.
+		t := &ticket{prev: last[b.Partition], done: make(chan struct{})}
+		if t.prev == nil {
+			t.first, t.ready = t, make(chan struct{})
+		} else {
+			t.first = t.prev.first
+		}
+		last[b.Partition] = t
 		select {
-		case work[b.Partition%len(work)] <- b:
+		case work <- job{b: b, t: t}:
 		case <-ctx.Done():
 			r.abandon(b, ctx.Err())
+			t.finish(false)
 		}
 	}
-	for _, ch := range work {
-		close(ch)
-	}
+	close(work)
 	wg.Wait()
 	if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ingest.ErrClosed)) {
 		return nil
 	}
 	return fmt.Errorf("transform: source: %w", err)
+}
+
+// job is a batch and its place in its partition's order.
+type job struct {
+	b *ingest.Batch
+	t *ticket
+}
+
+// ticket orders the lineage appends of one partition: batches are
+// processed concurrently, but each appends its lineage only after its
+// predecessor did, and not at all if its predecessor failed (a gap in the
+// chain would make a later replay skip the failed batch's records).
+type ticket struct {
+	prev *ticket
+	done chan struct{}
+	ok   bool // set before done is closed
+	// first is the partition's first ticket in this Run; its ready is
+	// closed once the partition is prepared (see Runner.skipRecorded), and
+	// no batch of the partition writes anything before that.
+	first *ticket
+	ready chan struct{}
+}
+
+func (t *ticket) finish(ok bool) {
+	t.ok = ok
+	close(t.done)
+	t.markReady()
+}
+
+// markReady closes ready on a first ticket (once).
+func (t *ticket) markReady() {
+	if t.ready != nil {
+		select {
+		case <-t.ready:
+		default:
+			close(t.ready)
+		}
+	}
+}
+
+// errPredecessor means an earlier batch of the partition was not made
+// durable, so this one must not be either.
+var errPredecessor = errors.New("an earlier batch of this partition was not committed")
+
+// waitTurn blocks until the predecessor has finished.
+func (t *ticket) waitTurn(ctx context.Context) error {
+	if t.prev == nil {
+		return nil
+	}
+	select {
+	case <-t.prev.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if !t.prev.ok {
+		return errPredecessor
+	}
+	return nil
 }
 
 func (r *Runner) abandon(b *ingest.Batch, cause error) {
@@ -230,9 +299,11 @@ func (r *Runner) abandon(b *ingest.Batch, cause error) {
 // handle processes one batch and acks it. Errors from stores, the
 // dead-letter topic and executors are retried until they succeed or ctx
 // ends; only then is the batch acked with an error.
-func (r *Runner) handle(ctx context.Context, b *ingest.Batch) {
+func (r *Runner) handle(ctx context.Context, j job) {
+	b := j.b
 	start := time.Now()
-	out, err := r.process(ctx, b)
+	out, err := r.process(ctx, b, j.t)
+	j.t.finish(err == nil)
 	if err != nil {
 		r.cfg.Logger.Warn("batch not committed", "topic", b.Topic, "partition", b.Partition,
 			"first", b.First, "last", b.Last, "err", err)

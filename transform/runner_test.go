@@ -82,6 +82,7 @@ type memStore struct {
 	puts    atomic.Int64
 	delay   time.Duration // each Put takes this long
 	started chan struct{} // if set, gets a value as each Put starts
+	failKey string        // Puts of keys containing it always fail
 }
 
 func newMemStore() *memStore { return &memStore{objs: map[string][]byte{}} }
@@ -90,6 +91,9 @@ func (m *memStore) Put(ctx context.Context, key string, r io.Reader, size int64)
 	if m.failing.Load() > 0 {
 		m.failing.Add(-1)
 		return errors.New("store down")
+	}
+	if m.failKey != "" && strings.Contains(key, m.failKey) {
+		return errors.New("this key cannot be written")
 	}
 	if m.started != nil {
 		select {
@@ -584,4 +588,26 @@ func TestRunnerSweepsObjectsOfACrashedAttempt(t *testing.T) {
 		}
 	}
 	h2.mem.AssertSize(t, 0)
+}
+
+// TestRunnerLaterBatchWaitsForEarlierOne: batches of a partition are
+// processed concurrently, but when an earlier one cannot be made durable a
+// later one must not be recorded either, or the chain would skip records.
+func TestRunnerLaterBatchWaitsForEarlierOne(t *testing.T) {
+	h := newHarness(t, rows("DE", 3, 0), rows("DE", 3, 3))
+	h.fra.failKey = "in-0-00000000000000000000-" // batch 0's object
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := h.runner.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if a := <-h.src.acks; a.err == nil {
+			t.Fatalf("batch %d acked as done although batch 0 never became durable", a.first)
+		}
+	}
+	if segs := h.lin.keys("lineage/pipeline=t/chain"); len(segs) != 0 {
+		t.Fatalf("lineage recorded %v past a batch that was not", segs)
+	}
+	h.mem.AssertSize(t, 0)
 }

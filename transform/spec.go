@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice/gpuexec"
+	"github.com/sluice-dev/sluice/ingest"
 )
 
 // Spec is a pipeline specification, loaded from YAML by Load and checked by
@@ -50,6 +51,9 @@ type Source struct {
 	// DeadLetterTopic receives records that cannot be decoded; default
 	// Topic + ".dlq".
 	DeadLetterTopic string `yaml:"dead_letter_topic"`
+	// Security is how to connect to the brokers (TLS, SASL); default
+	// plaintext without authentication. See ingest.Security.
+	Security ingest.Security `yaml:"security"`
 }
 
 // Field is one schema field.

@@ -36,7 +36,26 @@ type Snapshot struct {
 	Decisions map[DecisionKey]int64 `json:"-"`
 	// Latency is the distribution of batch processing time, in seconds.
 	Latency Histogram `json:"latency"`
+	// StageTime is the time spent per stage (Stage* names), summed over
+	// batches; ingest (fetch and decode) happens in the Source and is not
+	// in it.
+	StageTime map[string]time.Duration `json:"stage_time_ns"`
+	// Recent holds the processing times of the latest batches (at most
+	// recentBatches), for percentiles.
+	Recent []time.Duration `json:"-"`
 }
+
+// Stage names of Snapshot.StageTime.
+const (
+	StageDeadLetters = "dead_letters"
+	StagePolicy      = "policy"
+	StageExecute     = "execute"
+	StageWrite       = "write"
+	StageLineage     = "lineage"
+)
+
+// recentBatches bounds Snapshot.Recent.
+const recentBatches = 10_000
 
 // DecisionKey labels a decision count.
 type DecisionKey struct {
@@ -78,6 +97,7 @@ func newStats() *Stats {
 		RowsByExecutor:    map[string]int64{},
 		RowsByLocation:    map[string]int64{},
 		Decisions:         map[DecisionKey]int64{},
+		StageTime:         map[string]time.Duration{},
 		Latency:           Histogram{Bounds: LatencyBuckets, Counts: make([]uint64, len(LatencyBuckets))},
 	}}
 }
@@ -106,6 +126,13 @@ func (st *Stats) add(o batchOutcome) {
 		st.s.Decisions[k] += v
 	}
 	st.s.Latency.observe(o.elapsed.Seconds())
+	for k, v := range o.stages {
+		st.s.StageTime[k] += v
+	}
+	if len(st.s.Recent) == recentBatches {
+		st.s.Recent = st.s.Recent[1:]
+	}
+	st.s.Recent = append(st.s.Recent, o.elapsed)
 }
 
 func (st *Stats) stall() {
@@ -123,5 +150,7 @@ func (st *Stats) snapshot() Snapshot {
 	s.RowsByLocation = maps.Clone(st.s.RowsByLocation)
 	s.Decisions = maps.Clone(st.s.Decisions)
 	s.Latency.Counts = slices.Clone(st.s.Latency.Counts)
+	s.StageTime = maps.Clone(st.s.StageTime)
+	s.Recent = slices.Clone(st.s.Recent)
 	return s
 }

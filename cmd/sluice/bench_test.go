@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
@@ -37,12 +36,6 @@ func benchTopic(b *testing.B) (brokers []string, ends map[int]int64, dir string)
 		b.Fatal(err)
 	}
 	return brokers, ends, dir
-}
-
-func fastJoin(c *kafka.Config) {
-	c.JoinGroupBackoff = 500 * time.Millisecond
-	c.HeartbeatInterval = time.Second
-	c.SessionTimeout = 6 * time.Second
 }
 
 // BenchmarkPipeline consumes the demo stream through every stage (decode,

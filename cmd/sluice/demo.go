@@ -176,12 +176,7 @@ func runDemo(ctx context.Context, o demoOptions) (*demoSummary, error) {
 	}
 	p, err := openPipeline(ctx, spec, pipelineOptions{
 		policies: policies.FS, signingKey: signing, hashKey: hashKey, logger: o.logger,
-		tune: func(c *kafka.Config) {
-			// One member on loopback: join fast.
-			c.JoinGroupBackoff = 500 * time.Millisecond
-			c.HeartbeatInterval = time.Second
-			c.SessionTimeout = 6 * time.Second
-		},
+		tune: fastJoin,
 	})
 	if err != nil {
 		return nil, err
