@@ -53,3 +53,15 @@ $(VERSITYGW):
 
 clean:
 	rm -rf bin .demo
+
+## gpu-check: build the GPU check's test binaries (bin/gpu-check) and run them with scripts/gpu-check.sh.
+## Without a GPU here the script says so (exit 2): carry bin/gpu-check and the script to a GPU machine and run
+## scripts/gpu-check.sh bin/gpu-check REPORT_DIR there. SLUICE_GPU=fake dry-runs it on any machine.
+GPU_CHECK_BIN    ?= bin/gpu-check
+GPU_CHECK_REPORT ?= $(GPU_CHECK_BIN)/report
+.PHONY: gpu-check
+gpu-check:
+	@mkdir -p $(GPU_CHECK_BIN)
+	$(GO) test -c -ldflags='-s -w' -o $(GPU_CHECK_BIN)/cuda.test ./gpuexec/cuda
+	$(GO) test -c -ldflags='-s -w' -o $(GPU_CHECK_BIN)/nvml.test ./gpuexec/nvml
+	./scripts/gpu-check.sh $(GPU_CHECK_BIN) $(GPU_CHECK_REPORT)

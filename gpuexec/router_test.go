@@ -424,10 +424,10 @@ func TestRouterHysteresis(t *testing.T) {
 		want  string
 	}{
 		{0, "dc"}, {2, "dc"}, {3, "dc"}, // at the threshold: not yet
-		{4, "cloud"},                    // above: burst
-		{3, "cloud"}, {2, "cloud"},      // between: keep bursting
-		{1, "dc"},                       // at BurstBelow: burst ends
-		{2, "dc"}, {3, "dc"},            // between again: no flap back
+		{4, "cloud"},               // above: burst
+		{3, "cloud"}, {2, "cloud"}, // between: keep bursting
+		{1, "dc"},            // at BurstBelow: burst ends
+		{2, "dc"}, {3, "dc"}, // between again: no flap back
 		{4, "cloud"},
 	}
 	for i, s := range steps {

@@ -1,9 +1,11 @@
 package ingest
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"strconv"
 	"strings"
 	"time"
@@ -109,11 +111,19 @@ type node struct {
 	names    []string
 	children []*node
 	field    int
+	// hint is the index after the last key found: records of one stream
+	// usually list their keys in the same order, so it is tried first.
+	hint int
 }
 
 func (n *node) lookup(key []byte) *node {
+	if h := n.hint; h < len(n.names) && n.names[h] == string(key) {
+		n.hint = h + 1
+		return n.children[h]
+	}
 	for i, name := range n.names {
 		if name == string(key) {
+			n.hint = i + 1
 			return n.children[i]
 		}
 	}
@@ -626,6 +636,12 @@ func fromTime(t time.Time, unit arrow.TimeUnit) (int64, bool) {
 	}
 }
 
+// SWAR constants: one in each byte, and each byte's high bit.
+const (
+	swarLo = 0x0101010101010101
+	swarHi = 0x8080808080808080
+)
+
 // scanner walks one JSON record.
 type scanner struct {
 	data []byte
@@ -665,7 +681,20 @@ func (s *scanner) str() (out []byte, ascii bool, err error) {
 	s.pos++ // opening quote
 	start := s.pos
 	ascii = true
-	for i := s.pos; i < len(s.data); i++ {
+	i := s.pos
+	// Eight bytes at a time while none is special: a quote, a backslash,
+	// a control character or a non-ASCII byte. The lowest flagged byte is
+	// exact (borrows only run upwards), so the loop below starts there.
+	for ; i+8 <= len(s.data); i += 8 {
+		w := binary.LittleEndian.Uint64(s.data[i:])
+		q, b := w^(swarLo*'"'), w^(swarLo*'\\')
+		m := ((q - swarLo) &^ q) | ((b - swarLo) &^ b) | ((w - swarLo*0x20) &^ w) | w
+		if m&swarHi != 0 {
+			i += bits.TrailingZeros64(m&swarHi) >> 3
+			break
+		}
+	}
+	for ; i < len(s.data); i++ {
 		c := s.data[i]
 		switch {
 		case c == '"':

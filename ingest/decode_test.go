@@ -1,12 +1,14 @@
 package ingest
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -374,29 +376,34 @@ func FuzzDecode(f *testing.F) {
 	})
 }
 
-func BenchmarkDecode(b *testing.B) {
-	dec, err := NewDecoder(testFields(), memory.NewGoAllocator())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer dec.Release()
-	recs := make([][]byte, 1024)
-	var size int
-	for i := range recs {
-		recs[i] = testRecord(i)
-		size += len(recs[i])
-	}
-	b.SetBytes(int64(size / len(recs)))
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if err := dec.Append(recs[i%len(recs)]); err != nil {
-			b.Fatal(err)
+// TestDecodeStringSpecialAtEveryPosition puts each kind of special byte at
+// every position of strings longer than the scanner's 8-byte stride, and
+// checks the result against encoding/json.
+func TestDecodeStringSpecialAtEveryPosition(t *testing.T) {
+	specials := []string{`\"`, `\\`, `\n`, `\u00e9`, "é", "😀", "\x01", "\xff"}
+	for _, sp := range specials {
+		for pos := 0; pos < 20; pos++ {
+			raw := strings.Repeat("a", pos) + sp + strings.Repeat("b", 9)
+			rec := []byte(`{"s":"` + raw + `","k":"` + raw + `"}`)
+			dec, err := NewDecoder([]Field{{Name: "s", Type: arrow.BinaryTypes.String}}, memory.NewGoAllocator())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want struct{ S string }
+			jerr := json.Unmarshal(rec, &want)
+			valid := jerr == nil && utf8.ValidString(want.S) && !strings.ContainsRune(want.S, utf8.RuneError)
+			err = dec.Append(rec)
+			if valid != (err == nil) {
+				t.Fatalf("%q: Append error %v, encoding/json error %v", rec, err, jerr)
+			}
+			if err == nil {
+				r := dec.NewRecord()
+				if got := r.Column(0).(*array.String).Value(0); got != want.S {
+					t.Errorf("%q: decoded %q, want %q", rec, got, want.S)
+				}
+				r.Release()
+			}
+			dec.Release()
 		}
-		if dec.Len() == 8192 {
-			dec.NewRecord().Release()
-		}
 	}
-	b.StopTimer()
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/record")
 }

@@ -2,9 +2,10 @@ package policy
 
 import (
 	"context"
-	"encoding/json"
+	"encoding/binary"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 )
@@ -52,18 +53,14 @@ func (m *Memo) Stats() (hits, misses uint64) { return m.hits.Load(), m.misses.Lo
 // current revision, and asks the wrapped Decider otherwise. The returned
 // Decision shares no memory with the remembered one.
 func (m *Memo) Decide(ctx context.Context, in Input) (Decision, error) {
-	in = canonical(in)
-	b, err := json.Marshal(in)
-	if err != nil {
-		// Input holds only strings; this cannot happen, but never guess.
-		m.misses.Add(1)
-		return m.d.Decide(ctx, in)
-	}
-	key := string(b)
+	// The key is built on the stack and looked up without a copy: a hit
+	// allocates only the copies of the decision's lists.
+	var arr [512]byte
+	kb := appendKey(arr[:0], in)
 	rev := m.d.Revision()
 
 	m.mu.RLock()
-	dec, ok := m.cache[key]
+	dec, ok := m.cache[string(kb)]
 	ok = ok && m.revision == rev
 	m.mu.RUnlock()
 	if ok {
@@ -72,7 +69,7 @@ func (m *Memo) Decide(ctx context.Context, in Input) (Decision, error) {
 	}
 
 	m.misses.Add(1)
-	dec, err = m.d.Decide(ctx, in)
+	dec, err := m.d.Decide(ctx, canonical(in))
 	if err != nil {
 		return dec, err
 	}
@@ -86,10 +83,78 @@ func (m *Memo) Decide(ctx context.Context, in Input) (Decision, error) {
 	// A decision made by another revision than the one looked up (the
 	// policy was reloaded meanwhile) is returned but not remembered.
 	if dec.Revision == "" || dec.Revision == rev {
-		m.cache[key] = clone(dec)
+		m.cache[string(kb)] = clone(dec)
 	}
 	m.mu.Unlock()
 	return dec, nil
+}
+
+// appendKey appends an unambiguous encoding of every field of in, sets in
+// sorted order: each string is length-prefixed and each list is a count,
+// or a nil marker, followed by its elements, so two inputs share a key
+// exactly when their canonical JSON documents are equal.
+func appendKey(b []byte, in Input) []byte {
+	b = appendStr(b, in.Pipeline.Name)
+	b = appendStr(b, in.Pipeline.Purpose)
+	b = appendStr(b, in.Data.Jurisdiction)
+	b = appendStr(b, in.Data.Region)
+	b = appendSet(b, in.Data.Classes)
+	cols := in.Data.Columns
+	if cols == nil {
+		b = append(b, 0)
+	} else {
+		b = append(b, 1)
+		b = binary.AppendUvarint(b, uint64(len(cols)))
+		var idx [64]int
+		order := idx[:0]
+		if len(cols) > len(idx) {
+			order = make([]int, 0, len(cols))
+		}
+		for i := range cols {
+			order = append(order, i)
+		}
+		// Stable, as canonical sorts: columns of equal names keep
+		// their order.
+		slices.SortStableFunc(order, func(i, j int) int { return strings.Compare(cols[i].Name, cols[j].Name) })
+		for _, i := range order {
+			b = appendStr(b, cols[i].Name)
+			b = appendSet(b, cols[i].Classes)
+		}
+	}
+	e := in.Executor
+	for _, s := range [...]string{e.ID, e.Kind, e.Provider, e.Site, e.Region, e.Jurisdiction} {
+		b = appendStr(b, s)
+	}
+	return appendSet(b, e.Certifications)
+}
+
+func appendStr(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// appendSet appends l in sorted order, copying it (on the stack when
+// small) only when it is not sorted already.
+func appendSet(b []byte, l []string) []byte {
+	if l == nil {
+		return append(b, 0)
+	}
+	if !slices.IsSorted(l) {
+		var arr [16]string
+		s := arr[:0]
+		if len(l) > len(arr) {
+			s = make([]string, 0, len(l))
+		}
+		s = append(s, l...)
+		slices.Sort(s)
+		l = s
+	}
+	b = append(b, 1)
+	b = binary.AppendUvarint(b, uint64(len(l)))
+	for _, s := range l {
+		b = appendStr(b, s)
+	}
+	return b
 }
 
 // canonical returns a copy of in with its sets sorted, leaving the caller's

@@ -63,6 +63,17 @@ func TestMemo(t *testing.T) {
 	reordered.Executor.Certifications = []string{"hipaa", "soc2"}
 	otherExec := input("DE", "financial", "pii")
 	otherExec.Executor.ID = "e2"
+	shifted1, shifted2 := input("DE"), input("DE")
+	shifted1.Pipeline = policy.Pipeline{Name: "ab", Purpose: "c"}
+	shifted2.Pipeline = policy.Pipeline{Name: "a", Purpose: "bc"}
+	emptyClasses := input("DE")
+	emptyClasses.Data.Classes = []string{}
+	otherCerts := input("DE", "pii")
+	otherCerts.Executor.Certifications = []string{"soc2"}
+	colClasses := input("DE", "pii")
+	colClasses.Data.Columns[0].Classes = []string{"pii", "phi"}
+	colClassesReordered := input("DE", "pii")
+	colClassesReordered.Data.Columns = []policy.Column{colClassesReordered.Data.Columns[1], {Name: "user_id", Classes: []string{"phi", "pii"}}}
 
 	tests := []struct {
 		name       string
@@ -75,6 +86,11 @@ func TestMemo(t *testing.T) {
 		{"other jurisdiction", input("DE", "financial", "pii"), input("FR", "financial", "pii"), false},
 		{"other classes", input("DE", "financial", "pii"), input("DE", "financial"), false},
 		{"other executor", input("DE", "financial", "pii"), otherExec, false},
+		{"text moved between fields", shifted1, shifted2, false},
+		{"no classes vs empty classes", input("DE"), emptyClasses, false},
+		{"other certifications", input("DE", "pii"), otherCerts, false},
+		{"column classes in another order", colClasses, colClassesReordered, true},
+		{"other column classes", input("DE", "pii"), colClasses, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -383,7 +383,7 @@ func fastJoin(c *kafka.Config) {
 // gateway is a Versity S3 Gateway process on loopback.
 type gateway struct {
 	cmd            *exec.Cmd
-	addr           string
+	addr, dir      string
 	access, secret string
 }
 
@@ -400,16 +400,24 @@ func versitygwBinary() string {
 	return ""
 }
 
-// startGateway starts versitygw with its data under dir and creates no
-// bucket; URL makes one per name on first use.
+// startGateway starts versitygw on a free loopback port with its data
+// under dir; URL creates buckets.
 func startGateway(dir string) (*gateway, error) {
-	bin := versitygwBinary()
-	if bin == "" {
-		return nil, errors.New("versitygw not found; install it with: go install github.com/versity/versitygw/cmd/versitygw@v1.8.0")
-	}
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
+	}
+	return startGatewayAt(dir, addr)
+}
+
+// Restart starts the gateway again on the same address and data (after
+// Stop), as an operator bringing the store back would.
+func (g *gateway) Restart() (*gateway, error) { return startGatewayAt(g.dir, g.addr) }
+
+func startGatewayAt(dir, addr string) (*gateway, error) {
+	bin := versitygwBinary()
+	if bin == "" {
+		return nil, errors.New("versitygw not found; install it with: go install github.com/versity/versitygw/cmd/versitygw@v1.8.0")
 	}
 	data, versions := filepath.Join(dir, "data"), filepath.Join(dir, "versions")
 	for _, d := range []string{data, versions} {
@@ -417,7 +425,7 @@ func startGateway(dir string) (*gateway, error) {
 			return nil, err
 		}
 	}
-	g := &gateway{addr: addr, access: "sluicebench", secret: "sluicebenchsecret"}
+	g := &gateway{addr: addr, dir: dir, access: "sluicebench", secret: "sluicebenchsecret"}
 	g.cmd = exec.Command(bin, "--access", g.access, "--secret", g.secret, "--port", addr, "--quiet",
 		"posix", "--versioning-dir", versions, data)
 	if err := g.cmd.Start(); err != nil {

@@ -3,20 +3,27 @@ package main
 import (
 	"context"
 	"crypto/ed25519"
+	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/sluice-dev/sluice/lineage"
+	"github.com/sluice-dev/sluice/storage"
 	"github.com/sluice-dev/sluice/storage/backend"
 )
 
 const lineageUsage = `Usage:
-  sluice lineage verify --store URL [--key FILE] [-o json]
-  sluice lineage trace  --store URL --topic T --partition P --offset O [-o json]
-  sluice lineage report --store URL [-o json]
+  sluice lineage verify --store URL [--key FILE] [--objects=false] [-o json]
+  sluice lineage trace  --store URL (--topic T --partition P --offset O | --object KEY) [-o json]
+  sluice lineage report --store URL [--residency] [--since T] [--until T] [-o json]
+  sluice lineage export --store URL --openlineage URL [--api-key KEY] [--since T] [--until T]
 
 URL is the lineage store of the pipeline (its spec's lineage.url):
 file:///abs/path or s3://bucket/prefix?endpoint=host:port.
@@ -26,7 +33,7 @@ Run 'sluice lineage <command> -h' for details.
 func cmdLineage(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, lineageUsage)
-		return fmt.Errorf("%w: lineage needs a sub-command (verify, trace, report)", errUsage)
+		return fmt.Errorf("%w: lineage needs a sub-command (verify, trace, report, export)", errUsage)
 	}
 	switch args[0] {
 	case "verify":
@@ -35,6 +42,8 @@ func cmdLineage(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return cmdLineageTrace(ctx, args[1:], stdout, stderr)
 	case "report":
 		return cmdLineageReport(ctx, args[1:], stdout, stderr)
+	case "export":
+		return cmdLineageExport(ctx, args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, lineageUsage)
 		return nil
@@ -44,18 +53,29 @@ func cmdLineage(ctx context.Context, args []string, stdout, stderr io.Writer) er
 }
 
 func cmdLineageVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("lineage verify", "lineage verify --store URL [--key FILE] [-o json]",
+	fs := newFlags("lineage verify", "lineage verify --store URL [--key FILE] [--objects=false] [-o json]",
 		`Checks that the lineage is complete and unaltered: every segment's ed25519
 signature, every event's link to the previous one (hash chain, one chain per
 topic partition), that consecutive batches of a partition are contiguous,
 and that within each batch every offset is accounted for exactly once as a
-feature row, a dead letter or a quarantined row. Exits 1 on any problem.
+feature row, a dead letter or a quarantined row.
+
+With --objects (the default) it also reads every feature and quarantine
+object the lineage names, from the store its event records (the sink URL,
+with credentials from the environment as for the pipeline), and checks that
+it exists with the recorded sha256, size and row count. Where the lineage
+bucket has S3 Object Lock, every segment and signature must carry
+retention.
+
+Exits 1 on any problem; the first broken link (by chain, then seq) is
+printed first, naming chain, segment key, seq and object.
 
 By default the public key published beside the lineage is used; pass the
 key you hold (--key) to rule out a replaced key.
 `, stderr)
 	store := fs.String("store", "", "lineage store `URL`")
 	pubFile := fs.String("key", "", "PEM ed25519 public key `file` (default: the published one)")
+	objects := fs.Bool("objects", true, "check every feature and quarantine object's sha256, size and rows")
 	var out outputFlag
 	out.register(fs)
 	if err := parse(fs, args); err != nil {
@@ -79,26 +99,49 @@ key you hold (--key) to rule out a replaced key.
 	if pub != nil && key == nil {
 		return fmt.Errorf("%w: %s is not a PEM ed25519 public key", errUsage, *pubFile)
 	}
-	rep, err := lineage.Verify(ctx, st, lineagePrefix, key)
+	opts := lineage.VerifyOptions{Key: key}
+	if *objects {
+		opts.Objects = openObjectStore
+		opts.Rows = storage.CountRows
+	}
+	rep, err := lineage.VerifyWith(ctx, st, lineagePrefix, opts)
 	if err != nil {
 		return err
 	}
 	if asJSON {
 		writeJSON(stdout, rep)
 	} else {
-		status := "OK"
-		if !rep.OK {
-			status = "FAILED"
-		}
-		fmt.Fprintf(stdout, "lineage %s: %d chains, %d segments, %d events, %d replays\n", status, rep.Chains, rep.Segments, rep.Events, rep.Replays)
-		for _, p := range rep.Problems {
-			fmt.Fprintln(stdout, "  problem:", p)
-		}
+		printVerify(stdout, rep, *objects)
 	}
 	if !rep.OK {
 		return errFailed
 	}
 	return nil
+}
+
+func printVerify(w io.Writer, rep lineage.VerifyReport, objects bool) {
+	status := "OK"
+	if !rep.OK {
+		status = "FAILED"
+	}
+	checked := "objects not checked"
+	if objects {
+		checked = fmt.Sprintf("%d objects checked", rep.Objects)
+	}
+	fmt.Fprintf(w, "lineage %s: %d chains, %d segments, %d events, %d replays, %s, retention %s\n",
+		status, rep.Chains, rep.Segments, rep.Events, rep.Replays, checked, rep.Retention)
+	if len(rep.Problems) > 0 {
+		fmt.Fprintln(w, "  first broken link:", rep.Problems[0])
+	}
+	for _, p := range rep.Problems {
+		fmt.Fprintln(w, "  problem:", p)
+	}
+}
+
+// openObjectStore opens the store of a dataset namespace for verify: the
+// sink URL the runner recorded.
+func openObjectStore(ctx context.Context, namespace string) (lineage.ObjectReader, error) {
+	return backend.Open(ctx, namespace)
 }
 
 func lineagePub(pem []byte) ed25519.PublicKey {
@@ -113,20 +156,24 @@ func lineagePub(pem []byte) ed25519.PublicKey {
 }
 
 func cmdLineageTrace(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("lineage trace", "lineage trace --store URL --topic T --partition P --offset O [-o json]",
+	fs := newFlags("lineage trace", "lineage trace --store URL (--topic T --partition P --offset O | --object KEY) [-o json]",
 		`Shows where one Kafka record went: the lineage events whose offsets contain it,
 with the outcome (features, dead letter, quarantine), the executor and its
 location, every policy decision with its reasons, rule labels and policy
-revision, and the object written with its sha256. Exits 1 if no event
-covers the record.
+revision, and the object written with its sha256. With --object it shows
+the events that wrote an object instead: KEY is the object's key, its URL
+as trace prints it, or a path ending in the key. Exits 1 if no event
+matches.
 
-Example:
+Examples:
   sluice lineage trace --store file://$PWD/.demo --topic events --partition 0 --offset 42
+  sluice lineage trace --store file://$PWD/.demo --object pipeline=demo/date=2026-03-14/location=fra/events-0-00000000000000000000-00000000000000004841.parquet
 `, stderr)
 	store := fs.String("store", "", "lineage store `URL`")
 	topic := fs.String("topic", "", "Kafka topic")
 	partition := fs.Int("partition", -1, "Kafka partition")
 	offset := fs.Int64("offset", -1, "Kafka offset")
+	object := fs.String("object", "", "object `KEY` (or URL, or path ending in the key)")
 	var out outputFlag
 	out.register(fs)
 	if err := parse(fs, args); err != nil {
@@ -136,14 +183,26 @@ Example:
 	if err != nil {
 		return err
 	}
-	if *topic == "" || *partition < 0 || *offset < 0 {
-		return fmt.Errorf("%w: trace needs --topic, --partition and --offset", errUsage)
+	byRecord := *topic != "" || *partition >= 0 || *offset >= 0
+	switch {
+	case *object != "" && byRecord:
+		return fmt.Errorf("%w: trace takes --object or --topic/--partition/--offset, not both", errUsage)
+	case *object == "" && (*topic == "" || *partition < 0 || *offset < 0):
+		return fmt.Errorf("%w: trace needs --topic, --partition and --offset, or --object", errUsage)
 	}
 	st, err := openLineageStore(ctx, *store)
 	if err != nil {
 		return err
 	}
-	evs, err := lineage.Trace(ctx, st, lineagePrefix, *topic, *partition, *offset)
+	var evs []lineage.Event
+	var what string
+	if *object != "" {
+		evs, err = lineage.TraceObject(ctx, st, lineagePrefix, *object)
+		what = "object " + *object
+	} else {
+		evs, err = lineage.Trace(ctx, st, lineagePrefix, *topic, *partition, *offset)
+		what = fmt.Sprintf("record %s/%d@%d", *topic, *partition, *offset)
+	}
 	if err != nil {
 		return err
 	}
@@ -153,28 +212,29 @@ Example:
 		}
 		writeJSON(stdout, evs)
 	} else {
-		printTrace(stdout, evs, *topic, *partition, *offset)
+		printTrace(stdout, evs, what)
 	}
 	if len(evs) == 0 {
 		if !asJSON {
-			fmt.Fprintf(stderr, "no lineage event covers %s/%d@%d\n", *topic, *partition, *offset)
+			fmt.Fprintf(stderr, "no lineage event covers %s\n", what)
 		}
 		return errFailed
 	}
 	return nil
 }
 
-func printTrace(w io.Writer, evs []lineage.Event, topic string, partition int, offset int64) {
+func printTrace(w io.Writer, evs []lineage.Event, what string) {
 	for _, ev := range evs {
 		f := ev.Run.Facets
-		fmt.Fprintf(w, "record %s/%d@%d\n", topic, partition, offset)
+		fmt.Fprintln(w, what)
 		if f.KafkaOffsets != nil {
-			fmt.Fprintf(w, "  batch      offsets %d..%d\n", f.KafkaOffsets.First, f.KafkaOffsets.Last)
+			k := f.KafkaOffsets
+			fmt.Fprintf(w, "  batch      %s/%d offsets %d..%d (%d of them in this event)\n", k.Topic, k.Partition, k.First, k.Last, lineage.Count(k.Ranges))
 		}
 		if f.Outcome != nil {
 			fmt.Fprintf(w, "  outcome    %s\n", f.Outcome.Kind)
-			for r, n := range f.Outcome.Reasons {
-				fmt.Fprintf(w, "             %d × %s\n", n, r)
+			for _, r := range slices.Sorted(maps.Keys(f.Outcome.Reasons)) {
+				fmt.Fprintf(w, "             %d × %s\n", f.Outcome.Reasons[r], r)
 			}
 		}
 		if f.Executor != nil {
@@ -203,21 +263,38 @@ func printTrace(w io.Writer, evs []lineage.Event, topic string, partition int, o
 		}
 		for _, o := range ev.Outputs {
 			if obj := o.OutputFacets.Object; obj != nil {
-				fmt.Fprintf(w, "  object     %s/%s (%d rows, %d bytes, sha256 %s)\n", o.Namespace, obj.Key, obj.Rows, obj.Bytes, obj.SHA256)
+				fmt.Fprintf(w, "  object     %s (%d rows, %d bytes, sha256 %s)\n", lineage.ObjectURL(o.Namespace, obj.Key), obj.Rows, obj.Bytes, obj.SHA256)
 			} else {
 				fmt.Fprintf(w, "  output     %s %s\n", o.Namespace, o.Name)
 			}
 		}
-		fmt.Fprintf(w, "  event      run %s at %s\n\n", ev.Run.RunID, ev.EventTime)
+		seq := "?"
+		if f.Chain != nil {
+			seq = strconv.FormatUint(f.Chain.Seq, 10)
+		}
+		fmt.Fprintf(w, "  event      seq %s, run %s at %s\n\n", seq, ev.Run.RunID, ev.EventTime)
 	}
 }
 
 func cmdLineageReport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("lineage report", "lineage report --store URL [-o json]",
+	fs := newFlags("lineage report", "lineage report --store URL [--residency] [--since T] [--until T] [-o json]",
 		`Summarises the lineage for an auditor: rows per data jurisdiction, executor,
 location and outcome, and decisions per policy rule label.
+
+With --residency it prints the residency matrix instead: rows per data
+jurisdiction and executor location (with the jurisdiction the location is
+in), and every row group processed where its decision did not allow it (a
+deny for the executor that ran it, no decision about that executor, or rows
+no decision covers). That count must be 0; otherwise the command lists the
+groups and exits 1.
+
+--since (inclusive) and --until (exclusive) select events by eventTime:
+RFC 3339 (2026-03-14T09:00:00Z) or a UTC date (2026-03-14).
 `, stderr)
 	store := fs.String("store", "", "lineage store `URL`")
+	residency := fs.Bool("residency", false, "print the residency matrix and the rows processed against their decision")
+	var win windowFlags
+	win.register(fs)
 	var out outputFlag
 	out.register(fs)
 	if err := parse(fs, args); err != nil {
@@ -227,11 +304,30 @@ location and outcome, and decisions per policy rule label.
 	if err != nil {
 		return err
 	}
+	window, err := win.window()
+	if err != nil {
+		return err
+	}
 	st, err := openLineageStore(ctx, *store)
 	if err != nil {
 		return err
 	}
-	rep, err := lineage.Report(ctx, st, lineagePrefix)
+	if *residency {
+		m, err := lineage.Residency(ctx, st, lineagePrefix, window)
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			writeJSON(stdout, m)
+		} else {
+			printResidency(stdout, m)
+		}
+		if m.ViolationRows > 0 || len(m.Violations) > 0 {
+			return errFailed
+		}
+		return nil
+	}
+	rep, err := lineage.ReportWindow(ctx, st, lineagePrefix, window)
 	if err != nil {
 		return err
 	}
@@ -251,6 +347,122 @@ location and outcome, and decisions per policy rule label.
 	tw.Flush()
 	fmt.Fprintf(stdout, "\n%d events\n", rep.Events)
 	return nil
+}
+
+func printResidency(w io.Writer, m lineage.ResidencyMatrix) {
+	switch {
+	case m.Since != "" && m.Until != "":
+		fmt.Fprintf(w, "events at or after %s and before %s\n\n", m.Since, m.Until)
+	case m.Since != "":
+		fmt.Fprintf(w, "events at or after %s\n\n", m.Since)
+	case m.Until != "":
+		fmt.Fprintf(w, "events before %s\n\n", m.Until)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "DATA JURISDICTION\tOUTCOME\tLOCATION\tLOCATION JURISDICTION\tROWS\n")
+	for _, c := range m.Cells {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", orDash(c.Jurisdiction), c.Outcome, orDash(c.Location), orDash(c.LocationJurisdiction), c.Rows)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\n%d events, %d feature rows processed\n", m.Events, m.ProcessedRows)
+	if m.Undated > 0 {
+		fmt.Fprintf(w, "%d events without a readable eventTime left out\n", m.Undated)
+	}
+	fmt.Fprintf(w, "rows processed where their decision did not allow it: %d\n", m.ViolationRows)
+	for _, v := range m.Violations {
+		fmt.Fprintf(w, "  VIOLATION chain %s/%s: segment %s: seq %d: %s/%d@%d..%d: %d rows of %s %v on %s at %s: %s",
+			v.Pipeline, v.Chain, v.Segment, v.Seq, v.Topic, v.Partition, v.First, v.Last, v.Rows, orDash(v.Jurisdiction), v.Classes, v.Executor, v.Location, v.Reason)
+		if v.DecisionID != "" {
+			fmt.Fprintf(w, " (decision %s)", v.DecisionID)
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+func cmdLineageExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("lineage export", "lineage export --store URL --openlineage URL [--api-key KEY] [--since T] [--until T] [-o json]",
+		`Sends the lineage events to an OpenLineage endpoint, for teams that already
+run one (e.g. Marquez): each event is POSTed as JSON to URL/api/v1/lineage
+(--endpoint changes the path), in chain order, with "Authorization: Bearer
+KEY" when --api-key or $OPENLINEAGE_API_KEY is set. A 5xx or 429 answer or a
+network error is retried with backoff; any other refusal stops the export
+with the event it refused. Sending again is safe: consumers key events by
+run id and time.
+
+Example:
+  sluice lineage export --store file://$PWD/.demo --openlineage http://localhost:5000 --since 2026-03-14
+`, stderr)
+	store := fs.String("store", "", "lineage store `URL`")
+	target := fs.String("openlineage", "", "OpenLineage server `URL`, e.g. http://marquez:5000")
+	endpoint := fs.String("endpoint", "api/v1/lineage", "`path` below the URL that takes events")
+	apiKey := fs.String("api-key", os.Getenv("OPENLINEAGE_API_KEY"), "bearer `token` (default $OPENLINEAGE_API_KEY)")
+	var win windowFlags
+	win.register(fs)
+	var out outputFlag
+	out.register(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	asJSON, err := out.json()
+	if err != nil {
+		return err
+	}
+	window, err := win.window()
+	if err != nil {
+		return err
+	}
+	if *target == "" {
+		return fmt.Errorf("%w: export needs --openlineage URL", errUsage)
+	}
+	st, err := openLineageStore(ctx, *store)
+	if err != nil {
+		return err
+	}
+	rep, err := lineage.Export(ctx, st, lineagePrefix, lineage.ExportConfig{
+		URL: *target, Endpoint: *endpoint, APIKey: *apiKey, Window: window,
+	})
+	if asJSON {
+		writeJSON(stdout, rep)
+	} else {
+		fmt.Fprintf(stdout, "sent %d events (%d outside the window, %d retries)\n", rep.Sent, rep.Skipped, rep.Retries)
+	}
+	return err
+}
+
+// windowFlags are --since and --until.
+type windowFlags struct{ since, until string }
+
+func (w *windowFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&w.since, "since", "", "only events at or after `T` (RFC 3339 or YYYY-MM-DD, UTC)")
+	fs.StringVar(&w.until, "until", "", "only events before `T` (RFC 3339 or YYYY-MM-DD, UTC)")
+}
+
+func (w *windowFlags) window() (lineage.Window, error) {
+	var out lineage.Window
+	var err error
+	if out.Since, err = parseTimeFlag("since", w.since); err != nil {
+		return out, err
+	}
+	if out.Until, err = parseTimeFlag("until", w.until); err != nil {
+		return out, err
+	}
+	if !out.Since.IsZero() && !out.Until.IsZero() && !out.Since.Before(out.Until) {
+		return out, fmt.Errorf("%w: --since %s is not before --until %s", errUsage, w.since, w.until)
+	}
+	return out, nil
+}
+
+func parseTimeFlag(name, v string) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse(time.DateOnly, v); err == nil {
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf("%w: --%s %q: want RFC 3339 (2026-03-14T09:00:00Z) or a date (2026-03-14)", errUsage, name, v)
 }
 
 func orDash(s string) string {

@@ -42,6 +42,8 @@ Commands for data engineers:
   demo        run the main job end to end on embedded defaults (Kafka, store, OPA)
   run         run a pipeline spec against a real Kafka cluster and object store
   validate    check a pipeline spec and print a summary or every problem
+  bench       measure the pipeline end to end against a minimal baseline
+  executor serve   (operators) run an executor behind an Arrow Flight endpoint
 
 Commands for compliance officers:
   policy test   run the Rego unit tests of a policy directory
@@ -96,12 +98,16 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cmdDemo(ctx, rest, stdout, stderr)
 	case "run":
 		return cmdRun(ctx, rest, stdout, stderr)
+	case "bench":
+		return cmdBench(ctx, rest, stdout, stderr)
 	case "validate":
 		return cmdValidate(rest, stdout, stderr)
 	case "policy":
 		return cmdPolicy(ctx, rest, stdout, stderr)
 	case "lineage":
 		return cmdLineage(ctx, rest, stdout, stderr)
+	case "executor":
+		return cmdExecutor(ctx, rest, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "sluice", version())
 		return nil

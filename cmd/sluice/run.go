@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/sluice-dev/sluice/ingest/kafka"
 	"github.com/sluice-dev/sluice/lineage"
 	"github.com/sluice-dev/sluice/transform"
 )
@@ -34,6 +35,7 @@ Example:
 	policyDir := fs.String("policies", "", "policy `dir`ectory (default: the shipped policies)")
 	workers := fs.Int("workers", 4, "partitions processed at once")
 	every := fs.Duration("progress", 10*time.Second, "log progress this often (0: never)")
+	session := fs.Duration("session-timeout", 10*time.Second, "Kafka consumer-group session timeout: how long the group waits for a silent member before giving its partitions to others (at least 6s)")
 	grace := fs.Duration("shutdown-grace", 10*time.Second, "on SIGTERM, how long batches in progress may take to finish before they are abandoned (not committed)")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -69,6 +71,13 @@ Example:
 	logger := slog.New(slog.NewJSONHandler(stderr, nil))
 	p, err := openPipeline(ctx, spec, pipelineOptions{
 		policies: policySource(*policyDir), signingKey: key, hashKey: hashKey, workers: *workers, logger: logger, shutdownGrace: *grace,
+		tune: func(c *kafka.Config) {
+			c.SessionTimeout = *session
+			if c.HeartbeatInterval = *session / 5; c.HeartbeatInterval < time.Second {
+				c.HeartbeatInterval = time.Second
+			}
+			c.JoinGroupBackoff = time.Second
+		},
 	})
 	if err != nil {
 		return err

@@ -10,6 +10,12 @@
 // partition, up to the highest contiguous acked offset, from a separate
 // goroutine. See Source for the exact rules on nacks and rebalances.
 //
+// Where a partition without a committed offset starts is Config.StartOffset
+// or Config.StartTime; Config.ResetToTime replays the whole group from a
+// time. Dialer and Transport turn an ingest.Security (TLS, SASL PLAIN and
+// SCRAM) into the kafka-go connection settings.
+//
 // DeadLetterWriter writes dead letters to a Kafka topic, and CreateTopic
-// creates topics for the demo and tests.
+// creates topics for the demo and tests. docs/ingest.md describes all of
+// this for users.
 package kafka

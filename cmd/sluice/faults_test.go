@@ -1,0 +1,599 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	kafkago "github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluice-dev/sluice/deploy/examples"
+	"github.com/sluice-dev/sluice/ingest/kafka"
+	"github.com/sluice-dev/sluice/lineage"
+	"github.com/sluice-dev/sluice/policy"
+	"github.com/sluice-dev/sluice/storage"
+	"github.com/sluice-dev/sluice/storage/backend"
+	"github.com/sluice-dev/sluice/transform"
+)
+
+// The fault-injection suite runs `sluice run` as child processes against
+// kfake and a real S3 server (versitygw) on loopback, breaks things while
+// they work, and then checks, from Kafka, the object store and the lineage
+// alone, that every record is accounted for exactly once. `make test` runs
+// it with a small budget; `make test-faults` with a larger one.
+var (
+	faultRecords = flag.Int("faults.records", 20_000, "records per fault scenario")
+	faultKills   = flag.Int("faults.kills", 2, "SIGKILLs in the kill scenario")
+	faultSeed    = flag.Uint64("faults.seed", 1, "seed of the fault timings")
+)
+
+func TestFaults(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault injection runs child processes; -short skips it")
+	}
+	if versitygwBinary() == "" {
+		msg := "versitygw not found (make tools installs it)"
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	bin := sluiceBinary(t)
+	rng := rand.New(rand.NewPCG(*faultSeed, 7))
+	scenarios := []struct {
+		name string
+		run  func(t *testing.T, e *faultEnv) int // returns faults injected
+	}{
+		{"sigkill-restart", func(t *testing.T, e *faultEnv) int {
+			p := e.start(t, "a")
+			for range *faultKills {
+				// Kill a pipeline that is consuming, at a random point.
+				e.waitProgress(t, p, 300)
+				time.Sleep(time.Duration(rng.IntN(150)) * time.Millisecond)
+				p.kill()
+				p = e.start(t, "a")
+			}
+			e.waitDrained(t, p)
+			p.stop(t)
+			return *faultKills
+		}},
+		{"s3-outage", func(t *testing.T, e *faultEnv) int {
+			p := e.start(t, "a")
+			time.Sleep(time.Duration(400+rng.IntN(400)) * time.Millisecond)
+			e.gw.Stop()
+			time.Sleep(2 * time.Second)
+			gw, err := e.gw.Restart()
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.gw = gw
+			e.waitDrained(t, p)
+			p.stop(t)
+			return 1
+		}},
+		{"rebalance", func(t *testing.T, e *faultEnv) int {
+			a := e.start(t, "a")
+			time.Sleep(time.Duration(300+rng.IntN(500)) * time.Millisecond)
+			b := e.start(t, "b")
+			e.waitDrained(t, a, b)
+			a.stop(t)
+			b.stop(t)
+			return 1
+		}},
+		{"sigterm-restart", func(t *testing.T, e *faultEnv) int {
+			p := e.start(t, "a")
+			time.Sleep(time.Duration(300+rng.IntN(700)) * time.Millisecond)
+			start := time.Now()
+			p.stop(t)
+			if el := time.Since(start); el > 15*time.Second {
+				t.Errorf("SIGTERM took %v; the shutdown grace is 10s", el)
+			}
+			p = e.start(t, "a")
+			e.waitDrained(t, p)
+			p.stop(t)
+			return 1
+		}},
+	}
+	var table []string
+	for _, sc := range scenarios {
+		t.Run(sc.name, func(t *testing.T) {
+			e := newFaultEnv(t, bin, *faultRecords)
+			faults := sc.run(t, e)
+			r := e.check(t)
+			table = append(table, fmt.Sprintf("%-16s %8d %7d %5d %10d %9d %8d %s",
+				sc.name, e.records, faults, r.lost, r.duplicated, r.misrouted, r.orphans, r.verify))
+			if r.lost+r.duplicated+r.misrouted != 0 || r.verify != "ok" {
+				t.Errorf("lost %d, duplicated %d, misrouted %d, verify %s", r.lost, r.duplicated, r.misrouted, r.verify)
+			}
+		})
+	}
+	report := fmt.Sprintf("%-16s %8s %7s %5s %10s %9s %8s %s\n%s\n", "scenario", "records", "faults", "lost",
+		"duplicated", "misrouted", "orphans", "verify", strings.Join(table, "\n"))
+	t.Log("\n" + report)
+	fmt.Print(report)
+}
+
+var (
+	buildOnce sync.Once
+	builtBin  string
+	buildErr  error
+)
+
+// sluiceBinary builds the binary under test once per test process.
+func sluiceBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "sluice-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		builtBin = filepath.Join(dir, "sluice")
+		out, err := exec.Command("go", "build", "-o", builtBin, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return builtBin
+}
+
+// faultEnv is one scenario's world: a broker with the records loaded, an
+// S3 gateway, a spec pointing at both, and the keys.
+type faultEnv struct {
+	bin, dir, spec, signing, hashKey string
+	brokers                          []string
+	gw                               *gateway
+	bucketURL                        string
+	ends                             map[int]int64
+	records, malformed               int
+	produced                         chan error // gets the producer's result
+}
+
+// produce writes the records at a steady pace over about d, so faults hit
+// a stream in motion rather than a drained topic.
+func (e *faultEnv) produce(records int, d time.Duration) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...), kgo.DefaultProduceTopic("events"),
+		kgo.RequiredAcks(kgo.AllISRAcks()), kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	gen := newGenerator(5, records)
+	const chunk = 250
+	pause := d / time.Duration(max(records/chunk, 1))
+	ends := map[int]int64{}
+	malformed := 0
+	for sent := 0; sent < records; {
+		var rs []*kgo.Record
+		for ; len(rs) < chunk && sent < records; sent++ {
+			ev := gen.next()
+			if ev.malformed {
+				malformed++
+			}
+			rs = append(rs, &kgo.Record{Key: ev.key, Value: ev.value, Timestamp: ev.time})
+		}
+		res := cl.ProduceSync(context.Background(), rs...)
+		if err := res.FirstErr(); err != nil {
+			return err
+		}
+		for _, r := range res {
+			ends[int(r.Record.Partition)] = max(ends[int(r.Record.Partition)], r.Record.Offset+1)
+		}
+		time.Sleep(pause)
+	}
+	e.ends, e.malformed = ends, malformed
+	return nil
+}
+
+func newFaultEnv(t *testing.T, bin string, records int) *faultEnv {
+	t.Helper()
+	ctx := context.Background()
+	e := &faultEnv{bin: bin, dir: t.TempDir(), records: records}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("ends %v, malformed %d", e.ends, e.malformed)
+		}
+	})
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, "events", "events.dlq"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cluster.Close)
+	e.brokers = cluster.ListenAddrs()
+	if e.gw, err = startGateway(filepath.Join(e.dir, "s3")); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.gw.Stop() })
+	if e.bucketURL, err = e.gw.URL(ctx, "faults"); err != nil {
+		t.Fatal(err)
+	}
+	// The checks read the bucket as an auditor would, with its credentials.
+	t.Setenv("AWS_ACCESS_KEY_ID", e.gw.access)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", e.gw.secret)
+	e.produced = make(chan error, 1)
+	go func() { e.produced <- e.produce(records, 4*time.Second) }()
+	raw, err := examples.FS.ReadFile("demo.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := strings.NewReplacer(
+		"brokers: [localhost:9092]", "brokers: ["+e.brokers[0]+"]",
+		"file:///tmp/sluice-demo/features-fra", withPath(e.bucketURL, "fra"),
+		"file:///tmp/sluice-demo/features-us", withPath(e.bucketURL, "us"),
+		"file:///tmp/sluice-demo/lineage", e.bucketURL,
+	).Replace(string(raw))
+	if !strings.Contains(spec, e.brokers[0]) || strings.Contains(spec, "file:///tmp/sluice-demo") {
+		t.Fatalf("demo.yaml changed shape; the fault suite cannot point it at its servers:\n%s", spec)
+	}
+	e.spec = filepath.Join(e.dir, "pipeline.yaml")
+	e.signing = filepath.Join(e.dir, "keys", "lineage.key")
+	e.hashKey = filepath.Join(e.dir, "keys", "hash.key")
+	if err := os.WriteFile(e.spec, []byte(spec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loadOrCreateSecret(e.hashKey); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+type proc struct {
+	cmd  *exec.Cmd
+	done chan error
+	log  *syncWriter
+}
+
+func (p *proc) output() string { return p.log.String() }
+
+// start runs `sluice run` as a child process.
+func (e *faultEnv) start(t *testing.T, name string) *proc {
+	t.Helper()
+	cmd := exec.Command(e.bin, "run", "-f", e.spec, "--signing-key", e.signing, "--hash-key-file", e.hashKey,
+		"--progress", "0", "--session-timeout", "6s")
+	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+e.gw.access, "AWS_SECRET_ACCESS_KEY="+e.gw.secret)
+	p := &proc{cmd: cmd, done: make(chan error, 1), log: &syncWriter{w: &bytes.Buffer{}}}
+	cmd.Stdout, cmd.Stderr = p.log, p.log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- cmd.Wait() }()
+	// Faults are injected into a running pipeline, not a starting binary:
+	// wait for its "running" line.
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(p.output(), `"msg":"running"`); {
+		select {
+		case err := <-p.done:
+			t.Fatalf("sluice run exited at start: %v\n%s", err, p.output())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sluice run not running after 30s:\n%s", p.output())
+		}
+	}
+	t.Cleanup(func() {
+		p.kill()
+		if t.Failed() {
+			t.Logf("log of %s:\n%s", name, tail(p.output(), 3000))
+		}
+	})
+	return p
+}
+
+func (p *proc) kill() {
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	select {
+	case <-p.done:
+		p.done <- nil // later kills and stops return at once
+	case <-time.After(10 * time.Second):
+	}
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (p *proc) stop(t *testing.T) {
+	t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		p.done <- err
+		if err != nil {
+			t.Errorf("sluice run exited with %v after SIGTERM; log:\n%s", err, tail(p.output(), 2000))
+		}
+	case <-time.After(30 * time.Second):
+		t.Errorf("sluice run did not stop within 30s of SIGTERM")
+		p.kill()
+	}
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (s *syncWriter) Write(b []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(b)
+}
+
+func (s *syncWriter) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.String()
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
+}
+
+// committed sums the group's committed offsets.
+func (e *faultEnv) committed() int64 {
+	cl := &kafkago.Client{Addr: kafkago.TCP(e.brokers...)}
+	res, err := cl.OffsetFetch(context.Background(), &kafkago.OffsetFetchRequest{
+		GroupID: "sluice-demo", Topics: map[string][]int{"events": {0, 1, 2, 3}}})
+	if err != nil || res.Error != nil {
+		return 0
+	}
+	var n int64
+	for _, p := range res.Topics["events"] {
+		n += max(p.CommittedOffset, 0)
+	}
+	return n
+}
+
+// waitProgress waits until p has committed at least n more records (or
+// the stream is done), so a fault hits a pipeline at work.
+func (e *faultEnv) waitProgress(t *testing.T, p *proc, n int64) {
+	t.Helper()
+	from := e.committed()
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); {
+		select {
+		case err := <-p.done:
+			t.Fatalf("sluice run exited: %v\n%s", err, tail(p.output(), 3000))
+		case <-time.After(20 * time.Millisecond):
+		}
+		if c := e.committed(); c >= from+n || c >= int64(e.records) {
+			return
+		}
+	}
+	t.Fatal("no progress within a minute")
+}
+
+// waitDrained waits until the group has committed every partition to its
+// end, failing if a process exits first.
+func (e *faultEnv) waitDrained(t *testing.T, ps ...*proc) {
+	t.Helper()
+	if err := <-e.produced; err != nil {
+		t.Fatalf("produce: %v", err)
+	}
+	e.produced <- nil
+	cl := &kafkago.Client{Addr: kafkago.TCP(e.brokers...)}
+	parts := []int{0, 1, 2, 3}
+	deadline := time.Now().Add(3 * time.Minute)
+	for time.Now().Before(deadline) {
+		for _, p := range ps {
+			select {
+			case err := <-p.done:
+				t.Fatalf("sluice run exited early: %v\n%s", err, tail(p.output(), 3000))
+			default:
+			}
+		}
+		res, err := cl.OffsetFetch(context.Background(), &kafkago.OffsetFetchRequest{
+			GroupID: "sluice-demo", Topics: map[string][]int{"events": parts}})
+		if err == nil && res.Error == nil {
+			done := true
+			for _, p := range res.Topics["events"] {
+				if p.CommittedOffset < e.ends[p.Partition] {
+					done = false
+				}
+			}
+			if done && len(res.Topics["events"]) == len(parts) {
+				return
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatal("the group did not commit every record within 3 minutes")
+}
+
+type faultResult struct {
+	lost, duplicated, misrouted, orphans int
+	verify                               string
+}
+
+// check accounts for every produced record from Kafka (the dead-letter
+// topic), the object store (feature and quarantine objects) and the
+// lineage, without asking the pipeline anything.
+func (e *faultEnv) check(t *testing.T) faultResult {
+	t.Helper()
+	ctx := context.Background()
+	var r faultResult
+	type pos struct {
+		p   int
+		off int64
+	}
+	seen := map[pos]int{}
+	st, err := backend.Open(ctx, e.bucketURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Objects lineage references.
+	events, err := lineage.ReadAll(ctx, st, lineagePrefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	referenced := map[string]bool{}
+	for _, ev := range events {
+		for _, o := range ev.Outputs {
+			if o.OutputFacets.Object != nil {
+				referenced[o.OutputFacets.Object.Key] = true
+			}
+		}
+	}
+
+	err = st.Iter(ctx, "", func(key string) error {
+		if !strings.HasSuffix(key, ".parquet") {
+			return nil
+		}
+		sink, rel, _ := strings.Cut(key, "/")
+		if !referenced[rel] {
+			r.orphans++
+			return nil
+		}
+		_, part, _, _, ok := parseKeyName(key)
+		if !ok {
+			return fmt.Errorf("unexpected object key %s", key)
+		}
+		tbl, err := storage.ReadParquet(ctx, st, key, nil)
+		if err != nil {
+			return err
+		}
+		defer tbl.Release()
+		offs := int64sOf(t, tbl, transform.OffsetColumn)
+		countries := stringsOf(t, tbl, "country")
+		phi := validOf(tbl, "patient_id")
+		loc := locationOf(key)
+		quarantined := strings.HasPrefix(rel, "quarantine/")
+		for i, off := range offs {
+			seen[pos{part, off}]++
+			if quarantined {
+				continue
+			}
+			c := countries[i]
+			switch {
+			case c == "IN" || c == "BR": // must stay in-country: allowed nowhere here
+				r.misrouted++
+			case (policy.Region(c) == policy.RegionEU || phi[i]) && loc != "fra":
+				r.misrouted++
+			case map[string]string{"fra": "fra", "us": "us-east-1"}[sink] != loc:
+				r.misrouted++ // written to the bucket of another location
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Dead letters, from the dead-letter topic; a write retried after a
+	// crash may repeat a dead letter, which is the same record, not a copy
+	// of its data in storage, so it counts once.
+	dlq := map[pos]bool{}
+	for part := range 4 {
+		conn, err := kafkago.DialLeader(ctx, "tcp", e.brokers[0], "events.dlq", part)
+		if err != nil {
+			t.Fatal(err)
+		}
+		end, _ := conn.ReadLastOffset()
+		_, _ = conn.Seek(0, kafkago.SeekAbsolute)
+		for read := int64(0); read < end; {
+			batch := conn.ReadBatch(1, 16<<20)
+			for {
+				m, err := batch.ReadMessage()
+				if err != nil {
+					break
+				}
+				read = m.Offset + 1
+				var src pos
+				for _, h := range m.Headers {
+					switch h.Key {
+					case kafka.HeaderSourcePartition:
+						src.p, _ = strconv.Atoi(string(h.Value))
+					case kafka.HeaderSourceOffset:
+						src.off, _ = strconv.ParseInt(string(h.Value), 10, 64)
+					}
+				}
+				dlq[src] = true
+			}
+			batch.Close()
+		}
+		conn.Close()
+	}
+	for k := range dlq {
+		seen[k]++
+	}
+	if len(dlq) != e.malformed {
+		t.Errorf("dead-letter topic holds %d distinct records, %d malformed were produced", len(dlq), e.malformed)
+	}
+
+	for part, end := range e.ends {
+		for off := int64(0); off < end; off++ {
+			switch n := seen[pos{part, off}]; {
+			case n == 0:
+				r.lost++
+			case n > 1:
+				r.duplicated += n - 1
+			}
+		}
+	}
+
+	out, err := exec.Command(e.bin, "lineage", "verify", "--store", e.bucketURL).CombinedOutput()
+	r.verify = "ok"
+	if err != nil {
+		r.verify = "FAILED"
+		t.Logf("lineage verify: %v\n%s", err, out)
+	}
+	return r
+}
+
+// parseKeyName reads the partition and offsets from an object key.
+func parseKeyName(key string) (topic string, partition int, first, last int64, ok bool) {
+	name := filepath.Base(key)
+	name, ok = strings.CutSuffix(name, ".parquet")
+	if !ok {
+		return
+	}
+	f := strings.Split(name, "-")
+	if len(f) < 4 {
+		return "", 0, 0, 0, false
+	}
+	n := len(f)
+	p, err1 := strconv.Atoi(f[n-3])
+	a, err2 := strconv.ParseInt(f[n-2], 10, 64)
+	b, err3 := strconv.ParseInt(f[n-1], 10, 64)
+	return strings.Join(f[:n-3], "-"), p, a, b, err1 == nil && err2 == nil && err3 == nil
+}
+
+func int64sOf(t *testing.T, tbl arrow.Table, name string) []int64 {
+	var out []int64
+	for _, c := range column(t, tbl, name).Chunks() {
+		out = append(out, c.(*array.Int64).Int64Values()...)
+	}
+	return out
+}
+
+// validOf reports, per row, whether column name is non-null (all false
+// when the column is absent).
+func validOf(tbl arrow.Table, name string) []bool {
+	out := make([]bool, 0, tbl.NumRows())
+	idx := tbl.Schema().FieldIndices(name)
+	if len(idx) == 0 {
+		return make([]bool, tbl.NumRows())
+	}
+	for _, c := range tbl.Column(idx[0]).Data().Chunks() {
+		for i := 0; i < c.Len(); i++ {
+			out = append(out, c.IsValid(i))
+		}
+	}
+	return out
+}

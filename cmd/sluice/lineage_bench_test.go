@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"testing"
+
+	"github.com/sluice-dev/sluice/gpuexec"
+	"github.com/sluice-dev/sluice/lineage"
+	"github.com/sluice-dev/sluice/policies"
+	"github.com/sluice-dev/sluice/storage"
+	"github.com/sluice-dev/sluice/storage/backend"
+	"github.com/sluice-dev/sluice/transform"
+)
+
+// nullLineage is a LineageWriter that writes nothing: the runner still
+// builds every event, but nothing is encoded, hashed, signed or stored.
+type nullLineage struct{}
+
+func (nullLineage) Append(context.Context, string, []*lineage.Event) (lineage.SegmentInfo, error) {
+	return lineage.SegmentInfo{}, nil
+}
+
+// BenchmarkLineage runs the whole demo pipeline over the same stream with
+// signed lineage written to the folder store ("on") and discarded ("off").
+// Both runners are built the same way from openPipeline's parts; only the
+// LineageWriter differs. The ratio of their records/s is what lineage
+// costs end to end. Run with -benchtime=Nx, N >= 3, and -count to see the
+// noise.
+func BenchmarkLineage(b *testing.B) {
+	brokers, ends, dir := benchTopic(b)
+	quiet := slog.New(slog.DiscardHandler)
+	key, err := lineage.LoadOrCreateKey(filepath.Join(dir, "keys", "lineage.key"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	run := 0
+	for _, mode := range []string{"on", "off"} {
+		b.Run(mode, func(b *testing.B) {
+			for b.Loop() {
+				run++
+				spec, err := demoSpec(filepath.Join(dir, fmt.Sprint(run)))
+				if err != nil {
+					b.Fatal(err)
+				}
+				spec.Source.Brokers = brokers
+				spec.Source.Group = fmt.Sprintf("bench-lineage-%d", run)
+				p, err := openPipeline(context.Background(), spec, pipelineOptions{
+					policies: policies.FS, signingKey: key, hashKey: make([]byte, 32), logger: quiet, tune: fastJoin,
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+				var lw transform.LineageWriter = p.lineage
+				if mode == "off" {
+					lw = nullLineage{}
+				}
+				r, err := rebuildRunner(p, lw, quiet)
+				if err != nil {
+					p.Close()
+					b.Fatal(err)
+				}
+				n, err := drain(context.Background(), r.Run, p.source, ends, nil)
+				p.Close()
+				if err != nil || n != benchEvents {
+					b.Fatalf("drained %d of %d: %v", n, benchEvents, err)
+				}
+			}
+			b.ReportMetric(float64(benchEvents)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+		})
+	}
+}
+
+// rebuildRunner makes a runner like p.runner, with lw as its lineage
+// writer. openPipeline keeps neither the router nor the sink stores, so
+// they are made again from p's executors and spec.
+func rebuildRunner(p *pipeline, lw transform.LineageWriter, logger *slog.Logger) (*transform.Runner, error) {
+	var execs []gpuexec.Executor
+	for _, c := range p.execs {
+		execs = append(execs, c)
+	}
+	sinks := map[string]storage.ObjectStore{}
+	for _, s := range p.spec.Sinks {
+		st, err := backend.Open(context.Background(), s.URL)
+		if err != nil {
+			return nil, err
+		}
+		sinks[s.Name] = st
+	}
+	return transform.NewRunner(transform.RunnerConfig{
+		Spec: p.spec, Source: p.source, Decider: p.memo,
+		Router: gpuexec.NewRouter(execs, gpuexec.RouterOptions{Logger: logger}),
+		Sinks:  sinks, DeadLetters: p.dlq, Lineage: lw,
+		HashKey: make([]byte, 32), Logger: logger,
+	})
+}
