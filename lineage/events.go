@@ -43,6 +43,7 @@ const (
 	OutcomeFacetURL           = FacetDocURL + "#sluice_outcome"
 	ChainFacetURL             = FacetDocURL + "#sluice_chain"
 	ObjectFacetURL            = FacetDocURL + "#sluice_object"
+	RoutingFacetURL           = FacetDocURL + "#sluice_routing"
 )
 
 // EventType is the run state transition an event reports.
@@ -136,6 +137,8 @@ type RunFacets struct {
 	ErrorMessage      *ErrorMessageFacet      `json:"errorMessage,omitempty"`
 	// Chain is set by Writer.Append; callers leave it nil.
 	Chain *ChainFacet `json:"sluice_chain,omitempty"`
+	// Routing says how the router chose the executor for each row group.
+	Routing *RoutingFacet `json:"sluice_routing,omitempty"`
 }
 
 // DatasetFacets are the facets common to inputs and outputs.
@@ -345,6 +348,38 @@ type OutcomeFacet struct {
 	Reasons map[string]int64 `json:"reasons,omitempty"`
 }
 
+// RoutingFacet (sluice_routing) records each routing choice behind the
+// event's rows: the candidates the policy allowed, how the router scored
+// them, and why it chose the one it did.
+type RoutingFacet struct {
+	BaseFacet
+	Choices []RoutingChoice `json:"choices"`
+}
+
+// RoutingChoice is the router's choice for one row group.
+type RoutingChoice struct {
+	Jurisdiction string             `json:"jurisdiction"`
+	Classes      []string           `json:"classes,omitempty"`
+	Rows         int64              `json:"rows"`
+	Chosen       string             `json:"chosen"`
+	Bursting     bool               `json:"bursting,omitempty"`
+	Why          string             `json:"why"`
+	Candidates   []RoutingCandidate `json:"candidates"`
+}
+
+// RoutingCandidate is one allowed executor as the router saw it.
+type RoutingCandidate struct {
+	ID          string  `json:"id"`
+	Location    string  `json:"location"`
+	Kind        string  `json:"kind"`
+	Healthy     bool    `json:"healthy"`
+	Eligible    bool    `json:"eligible"`
+	EstimatedMs float64 `json:"estimatedMs"`
+	CostUSD     float64 `json:"costUsd"`
+	QueueDepth  int     `json:"queueDepth"`
+	Reason      string  `json:"reason,omitempty"`
+}
+
 // ChainFacet (sluice_chain) links the event into its chain: Seq counts the
 // chain's events from 0, Prev is the hex SHA-256 of the previous event's
 // stored line ("" for the first event of the chain).
@@ -532,6 +567,9 @@ func (e *Event) Stamp() {
 	}
 	if f.Chain != nil {
 		f.Chain.stamp(p, ChainFacetURL)
+	}
+	if f.Routing != nil {
+		f.Routing.stamp(p, RoutingFacetURL)
 	}
 	for i := range e.Inputs {
 		e.Inputs[i].stamp(p)

@@ -57,11 +57,13 @@ func (r *Runner) featureEvent(b *ingest.Batch, o *output) *lineage.Event {
 	ev.SetKafkaOffsets(b.Topic, b.Partition, b.First, b.Last, o.offsets)
 	var applied gpuexec.Applied
 	var dur time.Duration
+	routing := &lineage.RoutingFacet{}
 	for _, p := range o.execs {
 		for _, g := range p.groups {
 			if d, ok := g.decisionFor(p.exec.ID()); ok {
 				ev.AddDecision(decisionFacet(g, p.exec.ID(), d))
 			}
+			routing.Choices = append(routing.Choices, routingChoice(g))
 		}
 		applied.Mask = append(applied.Mask, p.obligations.Mask...)
 		applied.Drop = append(applied.Drop, p.obligations.Drop...)
@@ -77,9 +79,25 @@ func (r *Runner) featureEvent(b *ingest.Batch, o *output) *lineage.Event {
 		Location: lineage.Location{Name: loc.Name, Kind: loc.Kind, Site: loc.Site, Provider: loc.Provider,
 			Region: loc.Region, Jurisdiction: loc.Jurisdiction},
 	})
+	ev.Run.Facets.Routing = routing
 	ev.SetOutcome(lineage.OutcomeFeatures, nil)
 	ev.AddOutput(r.objectDataset(o.sink, o.object, &applied))
 	return ev
+}
+
+func routingChoice(g *group) lineage.RoutingChoice {
+	c := lineage.RoutingChoice{
+		Jurisdiction: g.jurisdiction, Classes: g.classes(), Rows: int64(len(g.rows)),
+		Chosen: g.choice.Chosen, Bursting: g.choice.Bursting, Why: g.choice.Why,
+		Candidates: []lineage.RoutingCandidate{},
+	}
+	for _, k := range g.choice.Candidates {
+		c.Candidates = append(c.Candidates, lineage.RoutingCandidate{
+			ID: k.ID, Location: k.Location, Kind: k.Kind, Healthy: k.Healthy, Eligible: k.Eligible,
+			EstimatedMs: k.EstimatedMs, CostUSD: k.CostUSD, QueueDepth: k.QueueDepth, Reason: k.Reason,
+		})
+	}
+	return c
 }
 
 // objectDataset describes a written object; with applied set it also

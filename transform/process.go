@@ -108,32 +108,16 @@ func (r *Runner) process(ctx context.Context, b *ingest.Batch, t *ticket) (batch
 		if err != nil {
 			return out, err
 		}
-		var quarantine []*group
-		parts := map[string]*execPart{}
+		var quarantine, routed []*group
 		decider := r.route.deciderFor()
 		for _, g := range groups {
 			r.route.decide(ctx, decider, g)
 			countDecisions(out.decisions, g)
-			allowed := g.allowed()
-			if len(allowed) == 0 {
+			if len(g.allowed()) == 0 {
 				quarantine = append(quarantine, g)
-				continue
+			} else {
+				routed = append(routed, g)
 			}
-			// An allowed executor that is down stalls the batch; the rows
-			// never go to an executor the policy did not allow.
-			if err := r.retry(ctx, "pick executor", func() error {
-				ex, err := r.cfg.Router.Pick(ctx, g.jurisdiction, allowed)
-				g.exec = ex
-				return err
-			}); err != nil {
-				return out, err
-			}
-			p := parts[g.exec.ID()]
-			if p == nil {
-				p = &execPart{exec: g.exec}
-				parts[g.exec.ID()] = p
-			}
-			p.groups = append(p.groups, g)
 		}
 
 		if len(quarantine) > 0 {
@@ -150,7 +134,7 @@ func (r *Runner) process(ctx context.Context, b *ingest.Batch, t *ticket) (batch
 
 		t1 := time.Now()
 		out.stages[StagePolicy] += t1.Sub(t0)
-		outs, err := r.runParts(ctx, b, parts)
+		outs, err := r.routeAndRun(ctx, b, routed, decider.Revision())
 		if err != nil {
 			return out, err
 		}
@@ -268,9 +252,55 @@ func (r *Runner) skipRecorded(ctx context.Context, b *ingest.Batch, t *ticket) (
 
 func chainName(topic string, partition int) string { return fmt.Sprintf("%s-%d", topic, partition) }
 
+// routeAndRun chooses an executor for every group and runs the parts. If
+// an executor becomes unavailable mid-way, every group is routed again (the
+// router keeps the failed one out for a while) and every part runs again,
+// with the obligations of its new executor: a batch is never half on one
+// executor's terms and half on another's. While no allowed executor is
+// available the batch waits; rows never go to one the policy did not allow.
+func (r *Runner) routeAndRun(ctx context.Context, b *ingest.Batch, groups []*group, revision string) ([]*output, error) {
+	if len(groups) == 0 {
+		return nil, nil
+	}
+	wait := r.cfg.RetryMin
+	for {
+		parts := map[string]*execPart{}
+		for _, g := range groups {
+			req := gpuexec.Request{DataJurisdiction: g.jurisdiction, Allowed: g.allowed(), Rows: len(g.rows), Plan: r.plan}
+			if err := r.retry(ctx, "choose executor", func() error {
+				ch, err := r.cfg.Router.Choose(ctx, req)
+				g.exec, g.choice = ch.Executor, ch
+				return err
+			}); err != nil {
+				return nil, err
+			}
+			p := parts[g.exec.ID()]
+			if p == nil {
+				p = &execPart{exec: g.exec}
+				parts[g.exec.ID()] = p
+			}
+			p.groups = append(p.groups, g)
+		}
+		outs, err := r.runParts(ctx, b, parts, revision)
+		if err == nil || !errors.Is(err, gpuexec.ErrUnavailable) {
+			return outs, err
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("execute: %w (gave up: %v)", err, ctx.Err())
+		}
+		r.stats.stall()
+		r.cfg.Logger.Warn("executor failed; routing the batch again", "partition", b.Partition, "first", b.First, "err", err)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+		}
+		wait = min(wait*2, r.cfg.RetryMax)
+	}
+}
+
 // runParts executes each executor's rows and gathers the results per
 // location, executors in id order so the object bytes are deterministic.
-func (r *Runner) runParts(ctx context.Context, b *ingest.Batch, parts map[string]*execPart) ([]*output, error) {
+func (r *Runner) runParts(ctx context.Context, b *ingest.Batch, parts map[string]*execPart, revision string) ([]*output, error) {
 	ids := make([]string, 0, len(parts))
 	for id := range parts {
 		ids = append(ids, id)
@@ -280,7 +310,7 @@ func (r *Runner) runParts(ctx context.Context, b *ingest.Batch, parts map[string
 	var outs []*output
 	for _, id := range ids {
 		p := parts[id]
-		if err := r.runPart(ctx, b, p); err != nil {
+		if err := r.runPart(ctx, b, p, revision); err != nil {
 			releaseOutputs(outs)
 			for _, q := range parts {
 				if q.rec != nil {
@@ -316,13 +346,21 @@ func releaseOutputs(outs []*output) {
 
 // runPart takes the part's rows out of the batch, applies the obligations
 // the decisions require, and runs the plan on the executor.
-func (r *Runner) runPart(ctx context.Context, b *ingest.Batch, p *execPart) error {
+func (r *Runner) runPart(ctx context.Context, b *ingest.Batch, p *execPart, revision string) error {
 	var rows []int
 	var obl []policy.Obligations
-	for _, g := range p.groups {
+	route := gpuexec.RouteDecision{Revision: revision}
+	for i, g := range p.groups {
 		rows = append(rows, g.rows...)
 		if d, ok := g.decisionFor(p.exec.ID()); ok {
 			obl = append(obl, d.Obligations)
+			route.IDs = append(route.IDs, d.DecisionID)
+		}
+		// A remote executor checks that it is allowed for every row it gets.
+		if i == 0 {
+			route.Allowed = g.allowed()
+		} else {
+			route.Allowed = slices.DeleteFunc(route.Allowed, func(id string) bool { return !slices.Contains(g.allowed(), id) })
 		}
 	}
 	sort.Ints(rows)
@@ -342,19 +380,14 @@ func (r *Runner) runPart(ctx context.Context, b *ingest.Batch, p *execPart) erro
 	}
 	defer masked.Release()
 	p.obligations = applied
-	var res arrow.RecordBatch
-	err = r.retry(ctx, "execute on "+p.exec.ID(), func() error {
-		start := time.Now()
-		var err error
-		res, err = p.exec.Execute(ctx, r.plan, masked)
-		p.duration = time.Since(start)
-		if errors.Is(err, gpuexec.ErrUnavailable) || err == nil {
-			return err
-		}
-		return fmt.Errorf("%w: %w", errPermanent, err)
-	})
+	start := time.Now()
+	res, err := p.exec.Execute(gpuexec.WithDecision(ctx, route), r.plan, masked)
+	p.duration = time.Since(start)
 	if err != nil {
-		return err
+		if errors.Is(err, gpuexec.ErrUnavailable) {
+			return fmt.Errorf("execute on %s: %w", p.exec.ID(), err)
+		}
+		return fmt.Errorf("%w: execute on %s: %w", errPermanent, p.exec.ID(), err)
 	}
 	defer res.Release()
 	p.rec, err = r.conform(res, p.offsets)

@@ -39,6 +39,7 @@ type group struct {
 	input        policy.Input
 	decisions    []decided // one per executor of the pool, in pool order
 	exec         gpuexec.Executor
+	choice       gpuexec.Choice
 }
 
 type decided struct {

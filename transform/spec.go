@@ -103,8 +103,18 @@ type Executor struct {
 	Location gpuexec.Location `yaml:"location"`
 	// Sink names the sink (in this executor's location) its output goes to.
 	Sink string `yaml:"sink"`
-	// Endpoint is the address of a remote executor.
+	// Endpoint is the address (host:port) of a remote executor's Arrow
+	// Flight server (`sluice executor serve`).
 	Endpoint string `yaml:"endpoint"`
+	// TokenFile holds the bearer token of a remote executor; default none
+	// (only acceptable on loopback).
+	TokenFile string `yaml:"token_file"`
+	// Devices are the CUDA device ordinals a cuda executor uses; default
+	// all.
+	Devices []int `yaml:"devices"`
+	// Cost feeds the router's cost model; every field has a default
+	// (docs/executors.md).
+	Cost gpuexec.Cost `yaml:"cost"`
 }
 
 // Sink is where features are written.

@@ -148,6 +148,9 @@ func (c *specChecker) checkSource(s *Spec) {
 	if src.Format != "" && src.Format != "json" {
 		c.add("source.format", "unknown format %q; only json is supported", src.Format)
 	}
+	if err := src.Security.Validate(); err != nil {
+		c.add("source.security", "%v", err)
+	}
 	if o := src.StartOffset; o != "" && o != "earliest" && o != "latest" {
 		c.add("source.start_offset", "unknown start offset %q; want earliest or latest%s", o,
 			didYouMean(o, []string{"earliest", "latest"}))

@@ -213,7 +213,7 @@ func runDemo(ctx context.Context, o demoOptions) (*demoSummary, error) {
 		RowsByExecutor: s.RowsByExecutor, RowsByLocation: s.RowsByLocation, QuarantineReasons: s.QuarantineReasons,
 		Produced: o.events, Malformed: malformed, Committed: committed,
 		ElapsedSeconds: elapsed.Seconds(), RecordsPerSecond: float64(s.Records) / elapsed.Seconds(),
-		Dir: dir, Topic: spec.Source.Topic, Pipeline: spec.Name, PolicyRevision: p.memo.Revision(),
+		Dir: dir, Topic: spec.Source.Topic, Pipeline: spec.Name, PolicyRevision: p.decider.Revision(),
 	}, nil
 }
 

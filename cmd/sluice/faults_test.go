@@ -5,10 +5,12 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,6 +27,7 @@ import (
 	"github.com/sluice-dev/sluice/deploy/examples"
 	"github.com/sluice-dev/sluice/ingest/kafka"
 	"github.com/sluice-dev/sluice/lineage"
+	"github.com/sluice-dev/sluice/policies"
 	"github.com/sluice-dev/sluice/policy"
 	"github.com/sluice-dev/sluice/storage"
 	"github.com/sluice-dev/sluice/storage/backend"
@@ -93,6 +96,60 @@ func TestFaults(t *testing.T) {
 			e.waitDrained(t, a, b)
 			a.stop(t)
 			b.stop(t)
+			return 1
+		}},
+		{"policy-reload", func(t *testing.T, e *faultEnv) int {
+			// The shipped policies in a watched folder; mid-stream a broken
+			// revision arrives (rejected), then a valid one (goes live).
+			dir := filepath.Join(e.dir, "policies")
+			if err := os.CopyFS(dir, policies.FS); err != nil {
+				t.Fatal(err)
+			}
+			p := e.start(t, "a", "--policies", dir, "--policy-reload", "100ms")
+			e.waitProgress(t, p, 300)
+			broken := filepath.Join(dir, "broken.rego")
+			if err := os.WriteFile(broken, []byte("package sluice\n\ndeny contains msg if {\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			p.waitLog(t, "policy revision rejected")
+			if err := os.Remove(broken); err != nil {
+				t.Fatal(err)
+			}
+			gdpr := filepath.Join(dir, "gdpr.rego")
+			b, err := os.ReadFile(gdpr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(gdpr, append(b, "\n# reviewed 2026-11-27\n"...), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			p.waitLog(t, "policy revision live")
+			e.waitDrained(t, p)
+			p.stop(t)
+			if revs := e.revisions(t); len(revs) < 2 {
+				t.Errorf("lineage names policy revisions %v; want the old and the reloaded one", revs)
+			}
+			return 2
+		}},
+		{"executor-kill", func(t *testing.T, e *faultEnv) int {
+			// Both executors run as `sluice executor serve` processes; the
+			// on-prem one (the only one EU and PHI data may use) is killed
+			// mid-stream and comes back two seconds later.
+			fra := e.startExecutor(t, "", "--id", "onprem-fra", "--location-name", "fra", "--location-kind", "onprem",
+				"--site", "fra1", "--region", "eu-central", "--jurisdiction", "DE", "--cert", "hipaa", "--cert", "iso27001", "--cert", "soc2")
+			aws := e.startExecutor(t, "", "--id", "aws-us-east-1", "--location-name", "us-east-1", "--location-kind", "cloud",
+				"--provider", "aws", "--region", "us-east-1", "--jurisdiction", "US", "--cert", "soc2")
+			e.useRemoteExecutors(t, fra.addr, aws.addr)
+			p := e.start(t, "a")
+			e.waitProgress(t, p, 300)
+			fra.kill()
+			time.Sleep(2 * time.Second)
+			e.startExecutor(t, fra.addr, fra.args...)
+			e.waitDrained(t, p)
+			p.stop(t)
+			if out := p.output(); !strings.Contains(out, "routing the batch again") && !strings.Contains(out, "stalled") {
+				t.Errorf("the pipeline never noticed the executor was gone; the scenario tested nothing:\n%s", tail(out, 2000))
+			}
 			return 1
 		}},
 		{"sigterm-restart", func(t *testing.T, e *faultEnv) int {
@@ -263,11 +320,22 @@ type proc struct {
 
 func (p *proc) output() string { return p.log.String() }
 
-// start runs `sluice run` as a child process.
-func (e *faultEnv) start(t *testing.T, name string) *proc {
+// waitLog waits until the process has logged s.
+func (p *proc) waitLog(t *testing.T, s string) {
 	t.Helper()
-	cmd := exec.Command(e.bin, "run", "-f", e.spec, "--signing-key", e.signing, "--hash-key-file", e.hashKey,
-		"--progress", "0", "--session-timeout", "6s")
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(p.output(), s); {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q in the log within 30s:\n%s", s, tail(p.output(), 3000))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// start runs `sluice run` as a child process, with extra flags.
+func (e *faultEnv) start(t *testing.T, name string, flags ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(e.bin, append([]string{"run", "-f", e.spec, "--signing-key", e.signing, "--hash-key-file", e.hashKey,
+		"--progress", "0", "--session-timeout", "6s"}, flags...)...)
 	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+e.gw.access, "AWS_SECRET_ACCESS_KEY="+e.gw.secret)
 	p := &proc{cmd: cmd, done: make(chan error, 1), log: &syncWriter{w: &bytes.Buffer{}}}
 	cmd.Stdout, cmd.Stderr = p.log, p.log
@@ -343,6 +411,74 @@ func tail(s string, n int) string {
 		return "…" + s[len(s)-n:]
 	}
 	return s
+}
+
+// execProc is a `sluice executor serve` process.
+type execProc struct {
+	*proc
+	addr string
+	args []string
+}
+
+// startExecutor runs an executor on addr ("" for a free port) and waits
+// until it listens.
+func (e *faultEnv) startExecutor(t *testing.T, addr string, args ...string) *execProc {
+	t.Helper()
+	if addr == "" {
+		var err error
+		if addr, err = freeAddr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command(e.bin, append([]string{"executor", "serve", "--listen", addr}, args...)...)
+	p := &proc{cmd: cmd, done: make(chan error, 1), log: &syncWriter{w: &bytes.Buffer{}}}
+	cmd.Stdout, cmd.Stderr = p.log, p.log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- cmd.Wait() }()
+	t.Cleanup(p.kill)
+	p.waitLog(t, "listening on")
+	return &execProc{proc: p, addr: addr, args: args}
+}
+
+// useRemoteExecutors points the spec's two executors at Flight servers.
+func (e *faultEnv) useRemoteExecutors(t *testing.T, fra, aws string) {
+	t.Helper()
+	b, err := os.ReadFile(e.spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := strings.Replace(string(b), "kind: cpu", "kind: remote\n    endpoint: "+fra, 1)
+	s = strings.Replace(s, "kind: cpu", "kind: remote\n    endpoint: "+aws, 1)
+	if strings.Count(s, "kind: remote") != 2 {
+		t.Fatalf("demo.yaml changed shape; cannot make its executors remote:\n%s", s)
+	}
+	if err := os.WriteFile(e.spec, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// revisions lists the policy revisions the lineage's decisions name.
+func (e *faultEnv) revisions(t *testing.T) []string {
+	t.Helper()
+	st, err := backend.Open(context.Background(), e.bucketURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, err := lineage.ReadAll(context.Background(), st, lineagePrefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, ev := range evs {
+		if f := ev.Run.Facets.ResidencyDecision; f != nil {
+			for _, d := range f.Decisions {
+				seen[d.Revision] = true
+			}
+		}
+	}
+	return slices.Sorted(maps.Keys(seen))
 }
 
 // committed sums the group's committed offsets.

@@ -90,7 +90,7 @@ func rebuildRunner(p *pipeline, lw transform.LineageWriter, logger *slog.Logger)
 		sinks[s.Name] = st
 	}
 	return transform.NewRunner(transform.RunnerConfig{
-		Spec: p.spec, Source: p.source, Decider: p.memo,
+		Spec: p.spec, Source: p.source, Decider: p.decider,
 		Router: gpuexec.NewRouter(execs, gpuexec.RouterOptions{Logger: logger}),
 		Sinks:  sinks, DeadLetters: p.dlq, Lineage: lw,
 		HashKey: make([]byte, 32), Logger: logger,

@@ -43,16 +43,21 @@ Commands for data engineers:
   run         run a pipeline spec against a real Kafka cluster and object store
   validate    check a pipeline spec and print a summary or every problem
   bench       measure the pipeline end to end against a minimal baseline
-  executor serve   (operators) run an executor behind an Arrow Flight endpoint
+
+Commands for platform operators:
+  executor serve   run an executor behind an Arrow Flight endpoint
+  serve            HTTP: /metrics, /healthz, /readyz, the lineage API and the auditor's page
 
 Commands for compliance officers:
   policy test   run the Rego unit tests of a policy directory
   policy eval   print the decision for one input document
+  policy diff   show how a policy change re-routes recorded inputs
 
 Commands for auditors:
   lineage verify   check signatures, hash chains and offset coverage
   lineage trace    show where one Kafka record went
-  lineage report   rows per jurisdiction, executor and outcome
+  lineage report   rows per jurisdiction, executor and outcome (--residency: violations)
+  lineage export   send the events to an OpenLineage endpoint (Marquez)
 
 Run 'sluice <command> -h' for the flags of a command. Queries take -o json.
 Exit status: 0 success, 1 a failed check or invalid input, 2 a usage error.
@@ -106,6 +111,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cmdPolicy(ctx, rest, stdout, stderr)
 	case "lineage":
 		return cmdLineage(ctx, rest, stdout, stderr)
+	case "serve":
+		return cmdServe(ctx, rest, stdout, stderr)
 	case "executor":
 		return cmdExecutor(ctx, rest, stdout, stderr)
 	case "version":

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sluice-dev/sluice/ingest/kafka"
 	"github.com/sluice-dev/sluice/lineage"
+	"github.com/sluice-dev/sluice/storage"
 	"github.com/sluice-dev/sluice/transform"
 )
 
@@ -26,14 +27,29 @@ spec's lineage.signing_key when not given; created if missing) and
 bytes; keep it stable, or pseudonyms change). S3 credentials come from
 AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
 
+Policy: without --policies the shipped policies are used. With --policies DIR
+the folder is watched: a change is compiled and its Rego tests run before it
+goes live (a broken revision is rejected and the old one stays), and each
+batch is decided under one revision from start to end.
+
+Operations: --http ADDR serves /metrics, /healthz, /readyz, the lineage API
+and the auditor's page (see 'sluice serve -h'); beyond loopback it needs
+--token-file. --replay-from re-reads the topic from a time (RFC 3339) by
+moving the group's committed offsets first; stop the other replicas before.
+
 Example:
-  sluice run -f pipeline.yaml --hash-key-file /etc/sluice/hash.key
+  sluice run -f pipeline.yaml --hash-key-file /etc/sluice/hash.key --http :8080 --token-file /etc/sluice/admin.tokens
 `, stderr)
 	file := fs.String("f", "", "pipeline spec `file`")
 	signing := fs.String("signing-key", "", "lineage signing key `file` (default: the spec's lineage.signing_key)")
 	hashFile := fs.String("hash-key-file", "", "pseudonymisation key `file` (required)")
-	policyDir := fs.String("policies", "", "policy `dir`ectory (default: the shipped policies)")
-	workers := fs.Int("workers", 4, "partitions processed at once")
+	policyDir := fs.String("policies", "", "policy `dir`ectory, watched for changes (default: the shipped policies, fixed)")
+	reload := fs.Duration("policy-reload", 5*time.Second, "how often --policies is checked for changes")
+	workers := fs.Int("workers", 4, "batches processed at once")
+	httpAddr := fs.String("http", "", "serve metrics, health, the lineage API and the page on `ADDR` (e.g. 127.0.0.1:8080)")
+	tokenFile := fs.String("token-file", "", "admin bearer tokens for --http, one per line")
+	auditorFile := fs.String("auditor-token-file", "", "auditor bearer tokens for --http (lineage API and page only)")
+	replayFrom := fs.String("replay-from", "", "re-read the topic from this `time` (RFC 3339) before running")
 	every := fs.Duration("progress", 10*time.Second, "log progress this often (0: never)")
 	session := fs.Duration("session-timeout", 10*time.Second, "Kafka consumer-group session timeout: how long the group waits for a silent member before giving its partitions to others (at least 6s)")
 	grace := fs.Duration("shutdown-grace", 10*time.Second, "on SIGTERM, how long batches in progress may take to finish before they are abandoned (not committed)")
@@ -68,10 +84,23 @@ Example:
 	if len(hashKey) < 16 {
 		return fmt.Errorf("%w: %s holds %d bytes; a pseudonymisation key needs at least 16", errUsage, *hashFile, len(hashKey))
 	}
+	var from time.Time
+	if *replayFrom != "" {
+		if from, err = time.Parse(time.RFC3339, *replayFrom); err != nil {
+			return fmt.Errorf("%w: --replay-from: %v", errUsage, err)
+		}
+	}
+	if *httpAddr != "" && *tokenFile == "" && !loopback(*httpAddr) {
+		return fmt.Errorf("%w: --http %s is reachable beyond this machine; give --token-file", errUsage, *httpAddr)
+	}
 	logger := slog.New(slog.NewJSONHandler(stderr, nil))
 	p, err := openPipeline(ctx, spec, pipelineOptions{
-		policies: policySource(*policyDir), signingKey: key, hashKey: hashKey, workers: *workers, logger: logger, shutdownGrace: *grace,
+		policies: policySource(""), policyDir: *policyDir, reloadInterval: *reload,
+		signingKey: key, hashKey: hashKey, workers: *workers, logger: logger, shutdownGrace: *grace,
 		tune: func(c *kafka.Config) {
+			if !from.IsZero() {
+				c.StartTime, c.ResetToTime = from, true
+			}
 			c.SessionTimeout = *session
 			if c.HeartbeatInterval = *session / 5; c.HeartbeatInterval < time.Second {
 				c.HeartbeatInterval = time.Second
@@ -83,8 +112,38 @@ Example:
 		return err
 	}
 	defer p.Close()
+	if p.reloader != nil {
+		go func() { _ = p.reloader.Run(ctx) }()
+	}
+	waitHTTP := func() error { return nil }
+	if *httpAddr != "" {
+		admins, auditors, err := readTokenFiles(*tokenFile, *auditorFile)
+		if err != nil {
+			return err
+		}
+		var sink storage.ObjectStore
+		for _, st := range p.sinks {
+			sink = st
+			break
+		}
+		h := newHTTPServer(httpOptions{
+			Store:  p.lineageStore,
+			Prefix: lineagePrefix,
+			Metrics: &metricsSource{Runner: p.runner.Stats, Source: p.source.Stats, Executors: p.execs,
+				PolicyRevision: p.decider.Revision},
+			Ready: []readinessCheck{readyBrokers(spec.Source.Brokers), readyStoreWritable("sink", sink, "_sluice/readyz"),
+				readyPolicy(p.decider.Revision), readyExecutors(p.execs)},
+			AdminTokens: admins, AuditorTokens: auditors, Logger: logger,
+		})
+		addr, wait, err := startHTTP(ctx, *httpAddr, h, logger)
+		if err != nil {
+			return err
+		}
+		logger.Info("serving HTTP", "addr", addr.String())
+		waitHTTP = wait
+	}
 	logger.Info("running", "pipeline", spec.Name, "topic", spec.Source.Topic, "group", spec.Source.Group,
-		"policy_revision", p.memo.Revision())
+		"policy_revision", p.decider.Revision())
 	if *every > 0 {
 		go func() {
 			t := time.NewTicker(*every)
@@ -105,5 +164,20 @@ Example:
 	s := p.runner.Stats()
 	logger.Info("stopped", "records", s.Records, "feature_rows", s.FeatureRows, "dead_letters", s.DeadLetters,
 		"quarantined", s.Quarantined)
+	if herr := waitHTTP(); err == nil {
+		err = herr
+	}
 	return err
+}
+
+// readTokenFiles reads the admin and auditor token files (either may be
+// empty).
+func readTokenFiles(admin, auditor string) (admins, auditors []string, err error) {
+	if admins, err = readTokens(admin); err != nil {
+		return nil, nil, err
+	}
+	if auditors, err = readTokens(auditor); err != nil {
+		return nil, nil, err
+	}
+	return admins, auditors, nil
 }
