@@ -8,7 +8,7 @@ VERSITYGW_VERSION   ?= v1.8.0
 # go-nvml's cgo headers use deprecated declarations; keep the build quiet.
 export CGO_CFLAGS ?= -Wno-deprecated-declarations
 
-.PHONY: all build demo test test-short fuzz bench lint tools clean
+.PHONY: all build demo test test-short test-faults fuzz bench bench-e2e lint tools clean
 
 all: build
 
@@ -32,6 +32,13 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./transform
 	$(GO) test -run '^$$' -fuzz '^FuzzReadSegment$$' -fuzztime $(FUZZTIME) ./lineage
 
+## test-faults: the fault-injection suite with a larger budget (make test runs it small).
+FAULT_RECORDS ?= 200000
+FAULT_KILLS   ?= 6
+test-faults: tools
+	PATH="$(GOBIN):$$PATH" $(GO) test -count=1 -timeout 30m -run '^TestFaults$$' -v ./cmd/sluice/ \
+		-args -faults.records=$(FAULT_RECORDS) -faults.kills=$(FAULT_KILLS)
+
 ## test-short: unit tests only.
 test-short:
 	$(GO) test -short ./...
@@ -39,6 +46,11 @@ test-short:
 ## bench: the benchmarks recorded in docs/BENCHMARKS.md.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./ingest/... ./gpuexec/... ./storage/... ./policy/... ./cmd/sluice/
+
+## bench-e2e: the whole pipeline against a minimal baseline, in separate processes (docs/BENCHMARKS.md).
+E2E_RECORDS ?= 2000000
+bench-e2e: build tools
+	PATH="$(GOBIN):$$PATH" ./$(BIN) bench --records $(E2E_RECORDS) --s3
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

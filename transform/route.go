@@ -97,7 +97,7 @@ func (rt *router) groups(rec arrow.RecordBatch) ([]*group, error) {
 		}
 		j := ""
 		if jur.IsValid(row) {
-			j = strings.ToUpper(strings.TrimSpace(jur.Value(row)))
+			j = normJurisdiction(jur.Value(row))
 		}
 		k := key{j, mask}
 		g := index[k]
@@ -109,6 +109,17 @@ func (rt *router) groups(rec arrow.RecordBatch) ([]*group, error) {
 		g.rows = append(g.rows, row)
 	}
 	return out, nil
+}
+
+// normJurisdiction trims and upper-cases a country code, allocating only
+// when the code is not already in canonical form (the common case is).
+func normJurisdiction(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 'A' || c > 'Z' {
+			return strings.ToUpper(strings.TrimSpace(s))
+		}
+	}
+	return s
 }
 
 // decide asks the policy about every executor of the pool for g and fills
