@@ -43,9 +43,13 @@ test-faults: tools
 test-short:
 	$(GO) test -short ./...
 
-## bench: the benchmarks recorded in docs/BENCHMARKS.md.
+## bench: the benchmarks recorded in docs/BENCHMARKS.md. Benchmarks whose one
+## iteration is a whole consumer-group run use a fixed iteration count.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./ingest/... ./gpuexec/... ./storage/... ./policy/... ./cmd/sluice/
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./ingest/ ./gpuexec/ ./storage/ ./policy/...
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2x ./lineage/
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1x ./ingest/kafka/
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x ./cmd/sluice/
 
 ## bench-e2e: the whole pipeline against a minimal baseline, in separate processes (docs/BENCHMARKS.md).
 E2E_RECORDS ?= 2000000
