@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -36,6 +37,7 @@ type output struct {
 	object   storage.Object
 	rows     int64
 	offsets  []int64
+	quality  *lineage.DataQualityMetricsFacet // facts of the written rows (quality.go)
 }
 
 // execPart is the rows of one batch that one executor processed.
@@ -120,31 +122,64 @@ func (r *Runner) process(ctx context.Context, b *ingest.Batch, t *ticket) (batch
 			}
 		}
 
+		// The quarantine object is written while the other rows are
+		// executed: the write is mostly a wait for the store.
+		type qresult struct {
+			ev  *lineage.Event
+			n   int64
+			err error
+			d   time.Duration
+		}
+		var qdone chan qresult
 		if len(quarantine) > 0 {
-			tq := time.Now()
-			ev, n, err := r.writeQuarantine(ctx, b, date, quarantine, out.qReasons)
-			t0 = t0.Add(time.Since(tq)) // counted as a write, not as policy
-			out.stages[StageWrite] += time.Since(tq)
-			if err != nil {
-				return out, err
+			qdone = make(chan qresult, 1)
+			go func() {
+				tq := time.Now()
+				ev, n, err := r.writeQuarantine(ctx, b, date, quarantine, out.qReasons)
+				qdone <- qresult{ev, n, err, time.Since(tq)}
+			}()
+		}
+		waitQuarantine := func() error {
+			if qdone == nil {
+				return nil
 			}
-			out.quarantined = n
-			events = append(events, ev)
+			q := <-qdone
+			qdone = nil
+			out.stages[StageWrite] += q.d
+			if q.err != nil {
+				return q.err
+			}
+			out.quarantined = q.n
+			events = append(events, q.ev)
+			return nil
 		}
 
 		t1 := time.Now()
 		out.stages[StagePolicy] += t1.Sub(t0)
 		outs, err := r.routeAndRun(ctx, b, routed, decider.Revision())
 		if err != nil {
+			_ = waitQuarantine()
 			return out, err
 		}
 		t2 := time.Now()
 		out.stages[StageExecute] += t2.Sub(t1)
+		// One object per location, written at the same time.
+		werrs := make([]error, len(outs))
+		var wg sync.WaitGroup
+		for i, o := range outs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				werrs[i] = r.writeOutput(ctx, b, date, o)
+			}()
+		}
+		wg.Wait()
+		qerr := waitQuarantine()
+		if err := errors.Join(append(werrs, qerr)...); err != nil {
+			releaseOutputs(outs)
+			return out, err
+		}
 		for _, o := range outs {
-			if err := r.writeOutput(ctx, b, date, o); err != nil {
-				releaseOutputs(outs)
-				return out, err
-			}
 			for _, p := range o.execs {
 				out.rowsByExec[p.exec.ID()] += int64(len(p.offsets))
 			}
@@ -498,6 +533,7 @@ func (r *Runner) writeOutput(ctx context.Context, b *ingest.Batch, date time.Tim
 		return err
 	}
 	defer rec.Release()
+	o.quality = r.qualityFacet(rec)
 	store := r.cfg.Sinks[o.sink]
 	sink, _ := r.cfg.Spec.Sink(o.sink)
 	key := storage.FeatureKey("", r.cfg.Spec.Name, date, o.location.Name, b.Topic, b.Partition, b.First, b.Last)
