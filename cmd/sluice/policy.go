@@ -82,7 +82,7 @@ func policySource(dir string) iofs.FS {
 }
 
 func cmdPolicyEval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("policy eval", "policy eval --input FILE [--policies DIR] [-f SPEC] [--executor ID] [-o json]",
+	fs := newFlags("policy eval", "policy eval --input FILE [--policies DIR] [-f SPEC] [--executor ID] [--explain] [-o json]",
 		`Prints the decision the policy makes for one input: allow or deny, the
 reasons, the obligations (columns to hash, mask or drop), the rule labels,
 the decision id and the policy revision.
@@ -103,6 +103,7 @@ Examples:
 	dir := fs.String("policies", "", "policy `dir`ectory (default: the shipped policies)")
 	specFile := fs.String("f", "", "pipeline spec, needed when FILE is a record")
 	execID := fs.String("executor", "", "executor `id` of the spec to decide for (default: all)")
+	explain := fs.Bool("explain", false, "also list the rules that fired, with file and line")
 	var out outputFlag
 	out.register(fs)
 	if err := parse(fs, args); err != nil {
@@ -135,12 +136,19 @@ Examples:
 	type result struct {
 		Input    policy.Input    `json:"input"`
 		Decision policy.Decision `json:"decision"`
+		Fired    []rego.Fired    `json:"fired,omitempty"`
 		Error    string          `json:"error,omitempty"`
 	}
 	var results []result
 	for _, in := range inputs {
-		dec, err := d.Decide(ctx, in)
-		r := result{Input: in, Decision: dec}
+		var r result
+		var err error
+		if *explain {
+			r.Decision, r.Fired, err = d.Explain(ctx, in)
+		} else {
+			r.Decision, err = d.Decide(ctx, in)
+		}
+		r.Input = in
 		if err != nil {
 			r.Error = err.Error()
 		}
@@ -168,6 +176,9 @@ Examples:
 		}
 		if r.Error != "" {
 			fmt.Fprintf(stdout, "  error:       %s\n", r.Error)
+		}
+		for _, f := range r.Fired {
+			fmt.Fprintf(stdout, "  fired:       %s  %s  %s\n", f.Location, f.Rule, f.Head)
 		}
 		fmt.Fprintf(stdout, "  decision %s, revision %s\n", r.Decision.DecisionID, r.Decision.Revision)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/cover"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/tester"
 )
@@ -43,7 +44,9 @@ func RunTests(ctx context.Context, fsys fs.FS, w io.Writer) (passed, failed int,
 	}
 	defer store.Abort(ctx, txn)
 
+	cov := cover.New()
 	ch, err := tester.NewRunner().
+		SetCoverageQueryTracer(cov).
 		SetModules(b.modules).
 		SetStore(store).
 		SetDefaultRegoVersion(ast.RegoV1).
@@ -97,5 +100,41 @@ func RunTests(ctx context.Context, fsys fs.FS, w io.Writer) (passed, failed int,
 			}
 		}
 	}
+	writeCoverage(w, cov, b.modules)
 	return passed, failed, ctx.Err()
+}
+
+// writeCoverage prints which share of the policy lines (test modules left
+// out) the tests evaluated, overall and per file, as `opa test --coverage`
+// measures it.
+func writeCoverage(w io.Writer, cov *cover.Cover, modules map[string]*ast.Module) {
+	policy := map[string]*ast.Module{}
+	for name, m := range modules {
+		if !strings.HasSuffix(name, "_test.rego") {
+			policy[name] = m
+		}
+	}
+	rep := cov.Report(policy)
+	names := make([]string, 0, len(rep.Files))
+	covered, total := 0, 0
+	for name, f := range rep.Files {
+		if _, ok := policy[name]; ok {
+			names = append(names, name)
+			covered += f.CoveredLines
+			total += f.CoveredLines + f.NotCoveredLines
+		}
+	}
+	sort.Strings(names)
+	pct := 100.0
+	if total > 0 {
+		pct = 100 * float64(covered) / float64(total)
+	}
+	fmt.Fprintf(w, "coverage: %.1f%% of policy lines (%d of %d)\n", pct, covered, total)
+	for _, name := range names {
+		f := rep.Files[name]
+		fmt.Fprintf(w, "  %-28s %5.1f%%\n", name, f.Coverage)
+		for _, r := range f.NotCovered {
+			fmt.Fprintf(w, "    not covered: lines %d-%d\n", r.Start.Row, r.End.Row)
+		}
+	}
 }
