@@ -269,12 +269,19 @@ func (w *Writer) Append(ctx context.Context, chain string, events []*Event) (Seg
 	}
 	data := buf.Bytes()
 	sig := []byte(base64.StdEncoding.EncodeToString(ed25519.Sign(w.key, data)) + "\n")
-	if err := w.store.Put(ctx, key, bytes.NewReader(data), int64(len(data))); err != nil {
+	// The segment and its signature are written at the same time: the
+	// batch's commit waits on both, and each is a durable write. A crash
+	// between them leaves a segment without signature or a signature
+	// without segment; Verify reports either until the batch, which was
+	// never acked, is appended again and both are rewritten at that key.
+	sigErr := make(chan error, 1)
+	go func() { sigErr <- w.store.Put(ctx, key+sigExt, bytes.NewReader(sig), int64(len(sig))) }()
+	segErr := w.store.Put(ctx, key, bytes.NewReader(data), int64(len(data)))
+	if err := <-sigErr; err != nil || segErr != nil {
 		st.loaded = false
-		return SegmentInfo{}, fmt.Errorf("lineage: put segment %s: %w", key, err)
-	}
-	if err := w.store.Put(ctx, key+sigExt, bytes.NewReader(sig), int64(len(sig))); err != nil {
-		st.loaded = false
+		if segErr != nil {
+			return SegmentInfo{}, fmt.Errorf("lineage: put segment %s: %w", key, segErr)
+		}
 		return SegmentInfo{}, fmt.Errorf("lineage: put signature %s%s: %w", key, sigExt, err)
 	}
 	info := SegmentInfo{

@@ -257,6 +257,48 @@ func TestCrashBetweenSegmentAndSignature(t *testing.T) {
 	}
 }
 
+// TestCrashAfterSignatureBeforeSegment: the two writes of a segment run at
+// the same time, so a crash can leave the signature alone. Verify says so
+// until the batch (never acked) is retried, and the retry records it.
+func TestCrashAfterSignatureBeforeSegment(t *testing.T) {
+	ctx := context.Background()
+	for _, restart := range []bool{false, true} {
+		t.Run(fmt.Sprintf("restart=%v", restart), func(t *testing.T) {
+			store := newMemStore()
+			w := newTestWriter(t, store)
+			appendBatches(t, w, "events-3", "events", 3, 0, 10, 2)
+			store.failPut = func(key string) error {
+				if strings.HasSuffix(key, ".ndjson") {
+					return errors.New("disk full")
+				}
+				return nil
+			}
+			if _, err := w.Append(ctx, "events-3", batchEvents("events", 3, 20, 29)); err == nil {
+				t.Fatal("Append succeeded although its segment was not written")
+			}
+			store.failPut = nil
+			// Until the batch is retried, verify reports the stray
+			// signature, as it reports an unsigned segment.
+			if rep := mustVerify(t, store, nil); rep.OK || !strings.Contains(strings.Join(rep.Problems, "\n"), "seq 6: signature without segment") {
+				t.Fatalf("verify with a stray signature: %+v", rep)
+			}
+			if restart {
+				w = newTestWriter(t, store)
+			}
+			info, err := w.Append(ctx, "events-3", batchEvents("events", 3, 20, 29))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info.Replayed || info.FirstSeq != 6 {
+				t.Fatalf("retry: %+v, want it written at seq 6", info)
+			}
+			if rep := mustVerify(t, store, nil); !rep.OK || rep.Segments != 3 {
+				t.Fatalf("verify after the retry: %+v", rep)
+			}
+		})
+	}
+}
+
 // TestStaleWriter: the partition moved to another replica and back; the
 // first writer must continue after the other's segments, not overwrite.
 func TestStaleWriter(t *testing.T) {
