@@ -73,7 +73,8 @@ type RunnerConfig struct {
 // storage and lineage, and acks each batch when all of it is durable.
 type Runner struct {
 	mu    sync.Mutex
-	swept map[int]bool // partitions whose unrecorded objects were swept
+	swept map[int]bool            // partitions whose unrecorded objects were swept
+	fatal context.CancelCauseFunc // stops the current Run
 	cfg   RunnerConfig
 	plan  *gpuexec.Plan
 	route *router
@@ -155,8 +156,18 @@ func (r *Runner) Stats() Snapshot { return r.stats.snapshot() }
 // stops fetching, lets the batches being processed finish for up to
 // ShutdownGrace, and acks the rest with an error so their offsets are not
 // committed and they are read again on restart. Run returns nil when ctx
-// ended it.
+// ended it, and an error when the Source failed or a batch failed in a way
+// no retry can fix (a plan that does not fit the data): the process should
+// then exit and be restarted, which re-reads the batch from the commit.
 func (r *Runner) Run(ctx context.Context) error {
+	// A batch that fails in a way retrying cannot fix (errPermanent) stops
+	// the run: carrying on would only process the partition's later
+	// batches to throw them away, and a restart re-reads from the commit.
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	r.mu.Lock()
+	r.fatal = stop
+	r.mu.Unlock()
 	// Batches in progress get their own context: a shutdown gives them
 	// ShutdownGrace to become durable instead of cutting a write short.
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
@@ -223,6 +234,9 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 	close(work)
 	wg.Wait()
+	if cause := context.Cause(ctx); errors.Is(cause, errPermanent) {
+		return fmt.Errorf("transform: stopped: %w", cause)
+	}
 	if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ingest.ErrClosed)) {
 		return nil
 	}
@@ -308,6 +322,11 @@ func (r *Runner) handle(ctx context.Context, j job) {
 		r.cfg.Logger.Warn("batch not committed", "topic", b.Topic, "partition", b.Partition,
 			"first", b.First, "last", b.Last, "err", err)
 		r.abandon(b, err)
+		if errors.Is(err, errPermanent) {
+			r.mu.Lock()
+			r.fatal(fmt.Errorf("batch %s/%d@%d..%d: %w", b.Topic, b.Partition, b.First, b.Last, err))
+			r.mu.Unlock()
+		}
 		return
 	}
 	if b.Record != nil {

@@ -201,6 +201,9 @@ type flaky struct {
 	gpuexec.Executor
 	down atomic.Bool
 	runs atomic.Int64
+	// fails makes that many Executes fail with failWith.
+	fails    atomic.Int64
+	failWith error
 }
 
 func (f *flaky) Healthy(ctx context.Context) error {
@@ -212,6 +215,10 @@ func (f *flaky) Healthy(ctx context.Context) error {
 
 func (f *flaky) Execute(ctx context.Context, p *gpuexec.Plan, rec arrow.RecordBatch) (arrow.RecordBatch, error) {
 	f.runs.Add(1)
+	if f.fails.Load() > 0 {
+		f.fails.Add(-1)
+		return nil, f.failWith
+	}
 	return f.Executor.Execute(ctx, p, rec)
 }
 
@@ -608,6 +615,46 @@ func TestRunnerLaterBatchWaitsForEarlierOne(t *testing.T) {
 	}
 	if segs := h.lin.keys("lineage/pipeline=t/chain"); len(segs) != 0 {
 		t.Fatalf("lineage recorded %v past a batch that was not", segs)
+	}
+	h.mem.AssertSize(t, 0)
+}
+
+// TestRunnerRetriesAnExecutorError: an executor's internal error is not
+// the data's fault; the batch is routed again and committed.
+func TestRunnerRetriesAnExecutorError(t *testing.T) {
+	h := newHarness(t, rows("DE", 3, 0))
+	h.onprem.failWith = errors.New("internal: kernel exploded")
+	h.onprem.fails.Store(2)
+	acks := h.run(t, 1, nil)
+	if acks[0].err != nil {
+		t.Fatalf("batch acked with %v; an executor error must be retried", acks[0].err)
+	}
+	if s := h.runner.Stats(); s.FeatureRows != 3 || s.Stalls < 2 || h.cloud.runs.Load() != 0 {
+		t.Fatalf("stats %+v, cloud runs %d: want 3 rows on-prem after 2 retries", s, h.cloud.runs.Load())
+	}
+	h.mem.AssertSize(t, 0)
+}
+
+// TestRunnerStopsOnAPermanentError: a plan that does not fit the data
+// cannot be retried into working; Run stops with the error and nothing is
+// committed, so a restart re-reads the batch.
+func TestRunnerStopsOnAPermanentError(t *testing.T) {
+	h := newHarness(t, rows("DE", 3, 0), rows("DE", 3, 3))
+	h.onprem.failWith = fmt.Errorf("column amount: %w", gpuexec.ErrInvalidPlan)
+	h.onprem.fails.Store(1 << 30)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := h.runner.Run(ctx)
+	if err == nil || !errors.Is(err, gpuexec.ErrInvalidPlan) {
+		t.Fatalf("Run returned %v; want it to stop with the plan error", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("Run kept going until the deadline")
+	}
+	for range 2 {
+		if a := <-h.src.acks; a.err == nil {
+			t.Fatalf("batch %d acked as done", a.first)
+		}
 	}
 	h.mem.AssertSize(t, 0)
 }
