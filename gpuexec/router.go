@@ -60,6 +60,10 @@ type RouterOptions struct {
 	// ErrUnavailable is left out of choices before its health is probed
 	// again. Default (<= 0): 5s.
 	FailCooldown time.Duration
+	// Clock is the router's time source, for queue-wait estimates and
+	// failure cooldowns. A simulation sets it to its simulated clock.
+	// Default (nil): time.Now.
+	Clock func() time.Time
 }
 
 // Request describes one slice of data to route.
@@ -212,6 +216,9 @@ func NewRouter(execs []Executor, opts RouterOptions) *Router {
 	if opts.FailCooldown <= 0 {
 		opts.FailCooldown = 5 * time.Second
 	}
+	if opts.Clock == nil {
+		opts.Clock = time.Now
+	}
 	r := &Router{
 		byID:            make(map[string]*entry, len(execs)),
 		healthTimeout:   opts.HealthTimeout,
@@ -223,7 +230,7 @@ func NewRouter(execs []Executor, opts RouterOptions) *Router {
 		burstBelow:      opts.BurstBelow,
 		idlePriceFactor: opts.IdlePriceFactor,
 		failCooldown:    opts.FailCooldown,
-		now:             time.Now,
+		now:             opts.Clock,
 		bursting:        map[string]bool{},
 	}
 	for i, e := range execs {
@@ -567,25 +574,48 @@ type tracked struct {
 func (t *tracked) Unwrap() Executor { return t.Executor }
 
 func (t *tracked) Execute(ctx context.Context, plan *Plan, rec arrow.RecordBatch) (arrow.RecordBatch, error) {
-	r, e := t.r, t.ent
+	t.r.begin(t.ent, requestFor(plan, rec))
+	out, err := t.Executor.Execute(ctx, plan, rec)
+	t.r.end(t.ent, errors.Is(err, ErrUnavailable) && ctx.Err() == nil, err)
+	return out, err
+}
+
+// begin counts one batch of req in flight on e.
+func (r *Router) begin(e *entry, req Request) {
 	r.mu.Lock()
-	est := r.estimate(e.cost, requestFor(plan, rec)).busyMs()
+	defer r.mu.Unlock()
+	est := r.estimate(e.cost, req).busyMs()
 	if e.inflight == 0 {
 		e.busyStart = r.now()
 		e.busyWorkMs = 0
 	}
 	e.inflight++
 	e.busyWorkMs += est
-	r.mu.Unlock()
+}
 
-	out, err := t.Executor.Execute(ctx, plan, rec)
-
+// end counts one batch on e as done; down puts e in its failure cooldown
+// with err.
+func (r *Router) end(e *entry, down bool, err error) {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	e.inflight--
-	if errors.Is(err, ErrUnavailable) && ctx.Err() == nil {
+	if down {
 		e.downUntil = r.now().Add(r.failCooldown)
 		e.downErr = err
 	}
-	r.mu.Unlock()
-	return out, err
+}
+
+// Hold counts one batch of req in flight on the executor called id, as
+// the executor Choose returns does while its Execute runs, until release
+// is called (once; later calls do nothing). It is for callers that run a
+// batch outside Execute, such as a simulation driving the router with
+// simulated executors. ok is false when there is no such executor.
+func (r *Router) Hold(id string, req Request) (release func(), ok bool) {
+	ent, ok := r.byID[id]
+	if !ok {
+		return func() {}, false
+	}
+	r.begin(ent, req)
+	var once sync.Once
+	return func() { once.Do(func() { r.end(ent, false, nil) }) }, true
 }

@@ -43,6 +43,7 @@ Commands for data engineers:
   run         run a pipeline spec against a real Kafka cluster and object store
   validate    check a pipeline spec and print a summary or every problem
   bench       measure the pipeline end to end against a minimal baseline
+  simulate    a day of routing on simulated executors: utilization, latency, cost, legality
 
 Commands for platform operators:
   executor serve   run an executor behind an Arrow Flight endpoint
@@ -111,6 +112,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cmdPolicy(ctx, rest, stdout, stderr)
 	case "lineage":
 		return cmdLineage(ctx, rest, stdout, stderr)
+	case "simulate":
+		return cmdSimulate(ctx, rest, stdout, stderr)
 	case "serve":
 		return cmdServe(ctx, rest, stdout, stderr)
 	case "executor":
