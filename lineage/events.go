@@ -36,6 +36,10 @@ const (
 	InputStatisticsFacetURL  = "https://openlineage.io/spec/facets/1-0-0/InputStatisticsInputDatasetFacet.json#/$defs/InputStatisticsInputDatasetFacet"
 	ErrorMessageFacetURL     = "https://openlineage.io/spec/facets/1-0-1/ErrorMessageRunFacet.json#/$defs/ErrorMessageRunFacet"
 	ProcessingEngineFacetURL = "https://openlineage.io/spec/facets/1-1-1/ProcessingEngineRunFacet.json#/$defs/ProcessingEngineRunFacet"
+	// DataQualityMetricsFacetURL is the OpenLineage dataQualityMetrics
+	// facet. The spec defines it for inputs; sluice records the same shape
+	// on the outputs it writes (see DataQualityMetricsFacet).
+	DataQualityMetricsFacetURL = "https://openlineage.io/spec/facets/1-0-2/DataQualityMetricsInputDatasetFacet.json#/$defs/DataQualityMetricsInputDatasetFacet"
 
 	KafkaOffsetsFacetURL      = FacetDocURL + "#sluice_kafkaoffsets"
 	ResidencyDecisionFacetURL = FacetDocURL + "#sluice_residencydecision"
@@ -157,6 +161,49 @@ type InputDatasetFacets struct {
 type OutputDatasetFacets struct {
 	OutputStatistics *OutputStatisticsFacet `json:"outputStatistics,omitempty"`
 	Object           *ObjectFacet           `json:"sluice_object,omitempty"`
+	// DataQualityMetrics holds per-column facts about the rows written.
+	DataQualityMetrics *DataQualityMetricsFacet `json:"dataQualityMetrics,omitempty"`
+}
+
+// DataQualityMetricsFacet is the OpenLineage `dataQualityMetrics` facet
+// (DataQualityMetricsInputDatasetFacet 1-0-2: rowCount, bytes, fileCount,
+// columnMetrics), recorded on an output dataset: the facts describe the
+// rows of the object written. The official schema is not in the vendored
+// copy; its columnMetrics entries do not forbid additional properties, so
+// sluice adds its own, prefixed sluice_.
+type DataQualityMetricsFacet struct {
+	BaseFacet
+	RowCount      int64                    `json:"rowCount"`
+	Bytes         int64                    `json:"bytes,omitempty"`
+	FileCount     int64                    `json:"fileCount,omitempty"`
+	ColumnMetrics map[string]ColumnMetrics `json:"columnMetrics"`
+}
+
+// ColumnMetrics are the facts about one column. Count, Sum, Min, Max and
+// Mean consider only the finite non-null values; Min, Max and Mean are nil
+// when there is none.
+type ColumnMetrics struct {
+	NullCount int64    `json:"nullCount"`
+	Count     float64  `json:"count"`
+	Sum       float64  `json:"sum"`
+	Min       *float64 `json:"min,omitempty"`
+	Max       *float64 `json:"max,omitempty"`
+	// Mean is Sum/Count (a sluice extension).
+	Mean *float64 `json:"sluice_mean,omitempty"`
+	// NonFinite counts NaN and infinite values (a sluice extension).
+	NonFinite int64 `json:"sluice_nonFinite,omitempty"`
+	// Histogram is a sluice extension.
+	Histogram *Histogram `json:"sluice_histogram,omitempty"`
+}
+
+// Histogram counts values in fixed bins: bin i holds Edges[i] <= v <
+// Edges[i+1], the last bin also its upper edge. Values outside the edges
+// are counted in Below and Above.
+type Histogram struct {
+	Edges  []float64 `json:"edges"`
+	Counts []int64   `json:"counts"`
+	Below  int64     `json:"below,omitempty"`
+	Above  int64     `json:"above,omitempty"`
 }
 
 // SchemaFacet is the standard `schema` dataset facet.
@@ -607,6 +654,12 @@ func (d *Dataset) stamp(p string) {
 	}
 	if d.OutputFacets.Object != nil {
 		d.OutputFacets.Object.stamp(p, ObjectFacetURL)
+	}
+	if d.OutputFacets.DataQualityMetrics != nil {
+		d.OutputFacets.DataQualityMetrics.stamp(p, DataQualityMetricsFacetURL)
+		if d.OutputFacets.DataQualityMetrics.ColumnMetrics == nil {
+			d.OutputFacets.DataQualityMetrics.ColumnMetrics = map[string]ColumnMetrics{}
+		}
 	}
 }
 

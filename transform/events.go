@@ -81,7 +81,13 @@ func (r *Runner) featureEvent(b *ingest.Batch, o *output) *lineage.Event {
 	})
 	ev.Run.Facets.Routing = routing
 	ev.SetOutcome(lineage.OutcomeFeatures, nil)
-	ev.AddOutput(r.objectDataset(o.sink, o.object, &applied))
+	ds := r.objectDataset(o.sink, o.object, &applied)
+	if o.quality != nil {
+		q := *o.quality
+		q.Bytes = o.object.Bytes
+		ds.OutputFacets.DataQualityMetrics = &q
+	}
+	ev.AddOutput(ds)
 	return ev
 }
 

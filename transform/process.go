@@ -184,7 +184,12 @@ func (r *Runner) process(ctx context.Context, b *ingest.Batch, t *ticket) (batch
 				out.rowsByExec[p.exec.ID()] += int64(len(p.offsets))
 			}
 			out.rowsByLoc[o.location.Name] += o.rows
-			events = append(events, r.featureEvent(b, o))
+			ev := r.featureEvent(b, o)
+			if err := r.publishFeatures(ctx, b, o, ev); err != nil { // features.go
+				releaseOutputs(outs)
+				return out, err
+			}
+			events = append(events, ev)
 		}
 		releaseOutputs(outs)
 		out.stages[StageWrite] += time.Since(t2)
@@ -419,10 +424,16 @@ func (r *Runner) runPart(ctx context.Context, b *ingest.Batch, p *execPart, revi
 	res, err := p.exec.Execute(gpuexec.WithDecision(ctx, route), r.plan, masked)
 	p.duration = time.Since(start)
 	if err != nil {
-		if errors.Is(err, gpuexec.ErrUnavailable) {
+		switch {
+		case errors.Is(err, gpuexec.ErrUnavailable):
 			return fmt.Errorf("execute on %s: %w", p.exec.ID(), err)
+		case errors.Is(err, gpuexec.ErrInvalidPlan):
+			// The plan does not fit the data: no executor will do better.
+			return fmt.Errorf("%w: execute on %s: %w", errPermanent, p.exec.ID(), err)
 		}
-		return fmt.Errorf("%w: execute on %s: %w", errPermanent, p.exec.ID(), err)
+		// Any other failure (an executor's internal error, a refusal) is
+		// retried like an outage: routed again, elsewhere if allowed.
+		return fmt.Errorf("execute on %s: %w (%w)", p.exec.ID(), gpuexec.ErrUnavailable, err)
 	}
 	defer res.Release()
 	p.rec, err = r.conform(res, p.offsets)
@@ -652,9 +663,18 @@ func summarizeDeny(g *group) string {
 // shortDeny names a quarantined group by the labels of the rules that
 // denied it ("IN data: DPDP Act s.16 (IN)"), for summaries and metrics.
 func shortDeny(g *group) string {
+	// The labels of the rules that denied: a decision's Rules also name
+	// obligation rules, but only deny rules start a reason.
 	var rules []string
 	for _, d := range g.decisions {
-		rules = append(rules, d.decision.Rules...)
+		for _, rule := range d.decision.Rules {
+			for _, reason := range d.decision.Reasons {
+				if strings.HasPrefix(reason, rule) {
+					rules = append(rules, rule)
+					break
+				}
+			}
+		}
 	}
 	slices.Sort(rules)
 	rules = slices.Compact(rules)

@@ -125,6 +125,16 @@ type Sink struct {
 	URL string `yaml:"url"`
 	// Compression is the Parquet codec; default "zstd".
 	Compression string `yaml:"compression"`
+	// KafkaTopic, when set, is the real-time features topic of this
+	// sink's location: every feature row written here is also published
+	// there, keyed by the entity key (docs/features.md).
+	KafkaTopic string `yaml:"kafka_topic"`
+	// KafkaFormat is the message encoding: "json" (default when KafkaTopic
+	// is set) or "arrow" (an Arrow IPC stream of one row).
+	KafkaFormat string `yaml:"kafka_format"`
+	// KafkaBrokers are the brokers of the features topic; default the
+	// source's brokers.
+	KafkaBrokers []string `yaml:"kafka_brokers"`
 }
 
 // Quarantine says where rows that no executor may take are kept.

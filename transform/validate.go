@@ -454,6 +454,14 @@ func (c *specChecker) checkSinks(s *Spec) []string {
 			c.add(p+".compression", "unknown codec %q (want one of %s)%s", k.Compression,
 				strings.Join(codecs, ", "), didYouMean(k.Compression, codecs))
 		}
+		formats := []string{FeatureFormatJSON, FeatureFormatArrow}
+		if k.KafkaFormat != "" && !slices.Contains(formats, k.KafkaFormat) {
+			c.add(p+".kafka_format", "unknown format %q (want one of %s)%s", k.KafkaFormat,
+				strings.Join(formats, ", "), didYouMean(k.KafkaFormat, formats))
+		}
+		if k.KafkaTopic == "" && (k.KafkaFormat != "" || len(k.KafkaBrokers) > 0) {
+			c.add(p+".kafka_topic", "required when kafka_format or kafka_brokers is set")
+		}
 	}
 	return names
 }

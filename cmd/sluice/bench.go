@@ -231,7 +231,7 @@ func benchBroker(ctx context.Context, records int, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, spec.Source.Topic, spec.Source.DeadLetterTopic))
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, demoTopics(spec)...))
 	if err != nil {
 		return err
 	}

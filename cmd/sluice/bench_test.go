@@ -25,7 +25,7 @@ func benchTopic(b *testing.B) (brokers []string, ends map[int]int64, dir string)
 	if err != nil {
 		b.Fatal(err)
 	}
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, spec.Source.Topic, spec.Source.DeadLetterTopic))
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, demoTopics(spec)...))
 	if err != nil {
 		b.Fatal(err)
 	}

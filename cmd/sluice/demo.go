@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	kafkago "github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -70,6 +71,9 @@ type demoSummary struct {
 	RowsByLocation map[string]int64 `json:"rows_by_location"`
 	// QuarantineReasons counts quarantined rows per reason.
 	QuarantineReasons map[string]int64 `json:"quarantine_reasons"`
+	// FeaturesPublished counts the messages on each real-time features
+	// topic.
+	FeaturesPublished map[string]int64 `json:"features_published"`
 	Produced          int              `json:"produced"`
 	Malformed         int              `json:"malformed_produced"`
 	Committed         int64            `json:"committed"`
@@ -150,7 +154,7 @@ func runDemo(ctx context.Context, o demoOptions) (*demoSummary, error) {
 	}
 
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1),
-		kfake.SeedTopics(int32(o.partitions), spec.Source.Topic, spec.Source.DeadLetterTopic))
+		kfake.SeedTopics(int32(o.partitions), demoTopics(spec)...))
 	if err != nil {
 		return nil, fmt.Errorf("start embedded Kafka: %w", err)
 	}
@@ -203,6 +207,12 @@ func runDemo(ctx context.Context, o demoOptions) (*demoSummary, error) {
 	elapsed := time.Since(start)
 	s := p.runner.Stats()
 
+	published := map[string]int64{}
+	for _, t := range demoTopics(spec)[2:] {
+		if published[t], err = topicSize(ctx, brokers[0], t, o.partitions); err != nil {
+			return nil, err
+		}
+	}
 	rep, err := lineage.Verify(ctx, p.lineageStore, lineagePrefix, nil)
 	if err != nil {
 		return nil, fmt.Errorf("verify lineage: %w", err)
@@ -211,7 +221,8 @@ func runDemo(ctx context.Context, o demoOptions) (*demoSummary, error) {
 		RecordsIn: s.Records, FeatureRows: s.FeatureRows, DeadLetters: s.DeadLetters, Quarantined: s.Quarantined,
 		LineageEvents: s.LineageEvents, Verified: rep.OK, VerifyProblems: rep.Problems,
 		RowsByExecutor: s.RowsByExecutor, RowsByLocation: s.RowsByLocation, QuarantineReasons: s.QuarantineReasons,
-		Produced: o.events, Malformed: malformed, Committed: committed,
+		FeaturesPublished: published,
+		Produced:          o.events, Malformed: malformed, Committed: committed,
 		ElapsedSeconds: elapsed.Seconds(), RecordsPerSecond: float64(s.Records) / elapsed.Seconds(),
 		Dir: dir, Topic: spec.Source.Topic, Pipeline: spec.Name, PolicyRevision: p.decider.Revision(),
 	}, nil
@@ -256,6 +267,36 @@ func drain(ctx context.Context, run func(context.Context) error, src *kafka.Sour
 			return committed, <-runErr
 		}
 	}
+}
+
+// topicSize counts the messages of a topic (its partitions' end offsets).
+func topicSize(ctx context.Context, broker, topic string, partitions int) (int64, error) {
+	var n int64
+	for part := range partitions {
+		conn, err := kafkago.DialLeader(ctx, "tcp", broker, topic, part)
+		if err != nil {
+			return 0, err
+		}
+		end, err := conn.ReadLastOffset()
+		conn.Close()
+		if err != nil {
+			return 0, err
+		}
+		n += end
+	}
+	return n, nil
+}
+
+// demoTopics lists the topics the demo's broker must have: the source,
+// its dead letters, and every features topic.
+func demoTopics(spec *transform.Spec) []string {
+	ts := []string{spec.Source.Topic, spec.Source.DeadLetterTopic}
+	for _, s := range spec.Sinks {
+		if s.KafkaTopic != "" {
+			ts = append(ts, s.KafkaTopic)
+		}
+	}
+	return ts
 }
 
 // demoSpec loads the embedded demo spec and points its stores at dir.
@@ -341,6 +382,9 @@ func printDemoSummary(w io.Writer, s *demoSummary, kept bool) {
 	}
 	for _, loc := range slices.Sorted(maps.Keys(s.RowsByLocation)) {
 		fmt.Fprintf(w, "    location %-22s %9d\n", loc, s.RowsByLocation[loc])
+	}
+	for _, t := range slices.Sorted(maps.Keys(s.FeaturesPublished)) {
+		fmt.Fprintf(w, "    published to %-18s %9d   (real-time features topic)\n", t, s.FeaturesPublished[t])
 	}
 	fmt.Fprintf(w, "  dead letters      %9d\n", s.DeadLetters)
 	fmt.Fprintf(w, "  quarantined       %9d\n", s.Quarantined)

@@ -50,6 +50,10 @@ func TestDemoEndToEnd(t *testing.T) {
 	if !sum.Verified {
 		t.Fatalf("lineage does not verify: %v", sum.VerifyProblems)
 	}
+	// The real-time features topic got exactly the rows written in Frankfurt.
+	if got := sum.FeaturesPublished["features.fra"]; got != sum.RowsByLocation["fra"] {
+		t.Errorf("features.fra holds %d messages; %d feature rows were written in fra", got, sum.RowsByLocation["fra"])
+	}
 
 	features := readObjects(t, dir, "fra", "us")
 	quarantine := readObjects(t, dir, "fra/quarantine")

@@ -269,7 +269,7 @@ func newFaultEnv(t *testing.T, bin string, records int) *faultEnv {
 			t.Logf("ends %v, malformed %d", e.ends, e.malformed)
 		}
 	})
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, "events", "events.dlq"))
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, "events", "events.dlq", "features.fra"))
 	if err != nil {
 		t.Fatal(err)
 	}

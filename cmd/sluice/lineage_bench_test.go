@@ -10,8 +10,6 @@ import (
 	"github.com/sluice-dev/sluice/gpuexec"
 	"github.com/sluice-dev/sluice/lineage"
 	"github.com/sluice-dev/sluice/policies"
-	"github.com/sluice-dev/sluice/storage"
-	"github.com/sluice-dev/sluice/storage/backend"
 	"github.com/sluice-dev/sluice/transform"
 )
 
@@ -74,21 +72,10 @@ func BenchmarkLineage(b *testing.B) {
 }
 
 // rebuildRunner makes a runner like p.runner, with lw as its lineage
-// writer. openPipeline keeps neither the router nor the sink stores, so
-// they are made again from p's executors and spec.
+// writer, over the pipeline's own executors and sink stores.
 func rebuildRunner(p *pipeline, lw transform.LineageWriter, logger *slog.Logger) (*transform.Runner, error) {
-	var execs []gpuexec.Executor
-	for _, c := range p.execs {
-		execs = append(execs, c)
-	}
-	sinks := map[string]storage.ObjectStore{}
-	for _, s := range p.spec.Sinks {
-		st, err := backend.Open(context.Background(), s.URL)
-		if err != nil {
-			return nil, err
-		}
-		sinks[s.Name] = st
-	}
+	execs := p.execs
+	sinks := p.sinks
 	return transform.NewRunner(transform.RunnerConfig{
 		Spec: p.spec, Source: p.source, Decider: p.decider,
 		Router: gpuexec.NewRouter(execs, gpuexec.RouterOptions{Logger: logger}),

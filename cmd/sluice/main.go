@@ -44,6 +44,8 @@ Commands for data engineers:
   validate    check a pipeline spec and print a summary or every problem
   bench       measure the pipeline end to end against a minimal baseline
   simulate    a day of routing on simulated executors: utilization, latency, cost, legality
+  training-set   point-in-time training set from stored features (residency-checked)
+  quality report data-quality facts per window, drift flagged by PSI
 
 Commands for platform operators:
   executor serve   run an executor behind an Arrow Flight endpoint
@@ -112,6 +114,10 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cmdPolicy(ctx, rest, stdout, stderr)
 	case "lineage":
 		return cmdLineage(ctx, rest, stdout, stderr)
+	case "training-set":
+		return cmdTrainingSet(ctx, rest, stdout, stderr)
+	case "quality":
+		return cmdQuality(ctx, rest, stdout, stderr)
 	case "simulate":
 		return cmdSimulate(ctx, rest, stdout, stderr)
 	case "serve":

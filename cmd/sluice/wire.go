@@ -112,6 +112,20 @@ func openPipeline(ctx context.Context, spec *transform.Spec, opts pipelineOption
 		if err != nil {
 			return p, fmt.Errorf("sink %q: %w", s.Name, err)
 		}
+		if s.KafkaTopic != "" {
+			// Real-time features: the sink's rows also go to a Kafka topic
+			// in its location, before the batch's lineage is recorded.
+			brokers := s.KafkaBrokers
+			if len(brokers) == 0 {
+				brokers = spec.Source.Brokers
+			}
+			fw, err := kafka.NewFeatureWriter(kafka.FeatureWriterConfig{Brokers: brokers, Security: spec.Source.Security})
+			if err != nil {
+				return p, fmt.Errorf("sink %q: features topic: %w", s.Name, err)
+			}
+			p.closers = append(p.closers, fw.Close)
+			st = transform.WithFeatures(st, fw)
+		}
 		p.sinks[s.Name] = st
 	}
 	if p.lineageStore, err = backend.Open(ctx, spec.Lineage.URL); err != nil {
