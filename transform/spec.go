@@ -109,6 +109,9 @@ type Executor struct {
 	// TokenFile holds the bearer token of a remote executor; default none
 	// (only acceptable on loopback).
 	TokenFile string `yaml:"token_file"`
+	// Timeout bounds one batch on a remote executor; past it the executor
+	// counts as unavailable and the batch is routed again. Default 5m.
+	Timeout time.Duration `yaml:"timeout"`
 	// Devices are the CUDA device ordinals a cuda executor uses; default
 	// all.
 	Devices []int `yaml:"devices"`

@@ -139,7 +139,7 @@ func TestFaults(t *testing.T) {
 				"--site", "fra1", "--region", "eu-central", "--jurisdiction", "DE", "--cert", "hipaa", "--cert", "iso27001", "--cert", "soc2")
 			aws := e.startExecutor(t, "", "--id", "aws-us-east-1", "--location-name", "us-east-1", "--location-kind", "cloud",
 				"--provider", "aws", "--region", "us-east-1", "--jurisdiction", "US", "--cert", "soc2")
-			e.useRemoteExecutors(t, fra.addr, aws.addr)
+			e.useRemoteExecutors(t, fra.addr, aws.addr, "")
 			p := e.start(t, "a")
 			e.waitProgress(t, p, 300)
 			fra.kill()
@@ -149,6 +149,27 @@ func TestFaults(t *testing.T) {
 			p.stop(t)
 			if out := p.output(); !strings.Contains(out, "routing the batch again") && !strings.Contains(out, "stalled") {
 				t.Errorf("the pipeline never noticed the executor was gone; the scenario tested nothing:\n%s", tail(out, 2000))
+			}
+			return 1
+		}},
+		{"executor-hang", func(t *testing.T, e *faultEnv) int {
+			// The on-prem executor freezes (SIGSTOP) for three seconds: its
+			// calls time out after 1s, it counts as unavailable, and EU and
+			// PHI rows wait for it rather than going anywhere else.
+			fra := e.startExecutor(t, "", "--id", "onprem-fra", "--location-name", "fra", "--location-kind", "onprem",
+				"--site", "fra1", "--region", "eu-central", "--jurisdiction", "DE", "--cert", "hipaa", "--cert", "iso27001", "--cert", "soc2")
+			aws := e.startExecutor(t, "", "--id", "aws-us-east-1", "--location-name", "us-east-1", "--location-kind", "cloud",
+				"--provider", "aws", "--region", "us-east-1", "--jurisdiction", "US", "--cert", "soc2")
+			e.useRemoteExecutors(t, fra.addr, aws.addr, "1s")
+			p := e.start(t, "a")
+			e.waitProgress(t, p, 300)
+			_ = fra.cmd.Process.Signal(syscall.SIGSTOP)
+			time.Sleep(3 * time.Second)
+			_ = fra.cmd.Process.Signal(syscall.SIGCONT)
+			e.waitDrained(t, p)
+			p.stop(t)
+			if out := p.output(); !strings.Contains(out, "routing the batch again") && !strings.Contains(out, "stalled") {
+				t.Errorf("the pipeline never noticed the executor hung; the scenario tested nothing:\n%s", tail(out, 2000))
 			}
 			return 1
 		}},
@@ -442,15 +463,20 @@ func (e *faultEnv) startExecutor(t *testing.T, addr string, args ...string) *exe
 	return &execProc{proc: p, addr: addr, args: args}
 }
 
-// useRemoteExecutors points the spec's two executors at Flight servers.
-func (e *faultEnv) useRemoteExecutors(t *testing.T, fra, aws string) {
+// useRemoteExecutors points the spec's two executors at Flight servers,
+// with a per-batch timeout when timeout is not "".
+func (e *faultEnv) useRemoteExecutors(t *testing.T, fra, aws, timeout string) {
 	t.Helper()
 	b, err := os.ReadFile(e.spec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := strings.Replace(string(b), "kind: cpu", "kind: remote\n    endpoint: "+fra, 1)
-	s = strings.Replace(s, "kind: cpu", "kind: remote\n    endpoint: "+aws, 1)
+	extra := ""
+	if timeout != "" {
+		extra = "\n    timeout: " + timeout
+	}
+	s := strings.Replace(string(b), "kind: cpu", "kind: remote\n    endpoint: "+fra+extra, 1)
+	s = strings.Replace(s, "kind: cpu", "kind: remote\n    endpoint: "+aws+extra, 1)
 	if strings.Count(s, "kind: remote") != 2 {
 		t.Fatalf("demo.yaml changed shape; cannot make its executors remote:\n%s", s)
 	}

@@ -210,7 +210,7 @@ func openExecutor(ex transform.Executor, logger *slog.Logger) (gpuexec.Executor,
 			}
 			token = strings.TrimSpace(string(b))
 		}
-		return flight.NewClient(ex.Endpoint, flight.ClientOptions{ID: ex.ID, Location: ex.Location, Token: token})
+		return flight.NewClient(ex.Endpoint, flight.ClientOptions{ID: ex.ID, Location: ex.Location, Token: token, Timeout: ex.Timeout})
 	}
 	return nil, fmt.Errorf("executor %q: unknown kind %q", ex.ID, ex.Kind)
 }
