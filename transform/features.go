@@ -165,6 +165,7 @@ func EncodeFeatures(rec arrow.RecordBatch, entity []string, format string, src F
 	}
 	msgs := make([]FeatureMessage, n)
 	parts := make([]string, len(keys))
+	enc := newRowEncoder(rec)
 	for i := 0; i < n; i++ {
 		for k, c := range keys {
 			parts[k] = ""
@@ -176,7 +177,7 @@ func EncodeFeatures(rec arrow.RecordBatch, entity []string, format string, src F
 		var err error
 		switch format {
 		case FeatureFormatJSON:
-			value, err = rowJSON(rec, i)
+			value, err = enc.row(i)
 		case FeatureFormatArrow:
 			value, err = rowIPC(rec, i)
 		default:
@@ -202,42 +203,91 @@ func EncodeFeatures(rec arrow.RecordBatch, entity []string, format string, src F
 	return msgs, nil
 }
 
-// rowJSON encodes row i as a JSON object in column order; non-finite
-// floats become null.
-func rowJSON(rec arrow.RecordBatch, i int) ([]byte, error) {
-	var buf bytes.Buffer
-	buf.WriteByte('{')
-	for c, f := range rec.Schema().Fields() {
-		if c > 0 {
-			buf.WriteByte(',')
-		}
+// rowEncoder encodes rows of one record batch as JSON objects in column
+// order (non-finite floats become null). Field names are encoded once and
+// values appended with strconv: encoding/json's reflection cost a quarter
+// of the pipeline's CPU here.
+type rowEncoder struct {
+	names [][]byte // `"name":`
+	cols  []arrow.Array
+	buf   []byte
+}
+
+func newRowEncoder(rec arrow.RecordBatch) *rowEncoder {
+	e := &rowEncoder{cols: rec.Columns()}
+	for _, f := range rec.Schema().Fields() {
 		name, _ := json.Marshal(f.Name)
-		buf.Write(name)
-		buf.WriteByte(':')
-		col := rec.Column(c)
+		e.names = append(e.names, append(name, ':'))
+	}
+	return e
+}
+
+// row returns row i as a new byte slice.
+func (e *rowEncoder) row(i int) ([]byte, error) {
+	b := append(e.buf[:0], '{')
+	for c, col := range e.cols {
+		if c > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, e.names[c]...)
 		if col.IsNull(i) {
-			buf.WriteString("null")
+			b = append(b, "null"...)
 			continue
 		}
-		var v any
 		switch a := col.(type) {
 		case *array.Float64:
-			if x := a.Value(i); !math.IsNaN(x) && !math.IsInf(x, 0) {
-				v = x
-			}
+			b = appendFloat(b, a.Value(i), 64)
+		case *array.Float32:
+			b = appendFloat(b, float64(a.Value(i)), 32)
+		case *array.Int64:
+			b = strconv.AppendInt(b, a.Value(i), 10)
+		case *array.Int32:
+			b = strconv.AppendInt(b, int64(a.Value(i)), 10)
+		case *array.Boolean:
+			b = strconv.AppendBool(b, a.Value(i))
+		case *array.String:
+			b = appendJSONString(b, a.Value(i))
 		case *array.Timestamp:
-			v = a.Value(i).ToTime(a.DataType().(*arrow.TimestampType).Unit).UTC().Format("2006-01-02T15:04:05.999999999Z07:00")
+			t := a.Value(i).ToTime(a.DataType().(*arrow.TimestampType).Unit).UTC()
+			b = append(b, '"')
+			b = t.AppendFormat(b, "2006-01-02T15:04:05.999999999Z07:00")
+			b = append(b, '"')
 		default:
-			v = col.GetOneForMarshal(i)
+			v, err := json.Marshal(col.GetOneForMarshal(i))
+			if err != nil {
+				return nil, fmt.Errorf("features: column %s: %w", strings.TrimSuffix(string(e.names[c]), ":"), err)
+			}
+			b = append(b, v...)
 		}
-		b, err := json.Marshal(v)
-		if err != nil {
-			return nil, fmt.Errorf("features: column %s: %w", f.Name, err)
-		}
-		buf.Write(b)
 	}
-	buf.WriteByte('}')
-	return buf.Bytes(), nil
+	b = append(b, '}')
+	e.buf = b
+	return bytes.Clone(b), nil
+}
+
+func appendFloat(b []byte, x float64, bits int) []byte {
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		return append(b, "null"...)
+	}
+	return strconv.AppendFloat(b, x, 'g', -1, bits)
+}
+
+// appendJSONString appends s as a JSON string. The decoder only admits
+// valid UTF-8, so only quotes, backslashes and control bytes need escapes.
+func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c < 0x20:
+			b = append(b, `\u00`...)
+			b = append(b, "0123456789abcdef"[c>>4], "0123456789abcdef"[c&0xf])
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
 }
 
 // rowIPC encodes row i as an Arrow IPC stream of one record batch.

@@ -24,8 +24,6 @@ import (
 	"github.com/sluice-dev/sluice/lineage"
 	"github.com/sluice-dev/sluice/policies"
 	"github.com/sluice-dev/sluice/policy"
-	"github.com/sluice-dev/sluice/storage"
-	"github.com/sluice-dev/sluice/storage/backend"
 	"github.com/sluice-dev/sluice/storage/s3"
 	"github.com/sluice-dev/sluice/transform"
 )
@@ -38,6 +36,8 @@ into a folder store, and, in the same run, through a minimal pipeline
 without policy and lineage (everything allowed on one executor, lineage
 discarded), so the figures are ratios. With --s3 the full pipeline also
 writes to an S3 gateway on loopback (versitygw on PATH or in GOPATH/bin).
+With --features both also publish the Frankfurt rows to the demo's
+real-time features topic.
 
 The broker and every measured run are separate processes, so peak RSS is the
 pipeline's own. Batch latency is poll to ack (the commit follows within the
@@ -77,6 +77,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := newFlags("bench", "bench [--records N] [--s3] [-o json]", benchHelp, stderr)
 	records := fs.Int("records", 2_000_000, "records to load and consume")
 	useS3 := fs.Bool("s3", false, "also run the full pipeline against an S3 gateway on loopback")
+	features := fs.Bool("features", false, "keep the demo's real-time features topic (off: Parquet only, the headline figure)")
 	role := fs.String("role", "", "internal: broker or run (the child processes)")
 	mode := fs.String("mode", "full", "internal: full or baseline")
 	brokers := fs.String("brokers", "", "internal: broker address")
@@ -96,7 +97,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err := json.Unmarshal([]byte(*ends), &e); err != nil {
 			return fmt.Errorf("%w: --ends: %v", errUsage, err)
 		}
-		res, err := benchRun(ctx, *mode, strings.Split(*brokers, ","), e, *dir, *store)
+		res, err := benchRun(ctx, *mode, strings.Split(*brokers, ","), e, *dir, *store, *features)
 		if err != nil {
 			return err
 		}
@@ -113,10 +114,10 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *records < 1 {
 		return fmt.Errorf("%w: --records must be at least 1", errUsage)
 	}
-	return benchOrchestrate(ctx, *records, *useS3, asJSON, stdout, stderr)
+	return benchOrchestrate(ctx, *records, *useS3, *features, asJSON, stdout, stderr)
 }
 
-func benchOrchestrate(ctx context.Context, records int, useS3, asJSON bool, stdout, stderr io.Writer) error {
+func benchOrchestrate(ctx context.Context, records int, useS3, features, asJSON bool, stdout, stderr io.Writer) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -175,7 +176,8 @@ func benchOrchestrate(ctx context.Context, records int, useS3, asJSON bool, stdo
 		}
 		fmt.Fprintf(stderr, "run %d/%d: %s pipeline, %s store...\n", i+1, len(plans), p.mode, p.store)
 		cmd := exec.CommandContext(ctx, self, "bench", "--role", "run", "--mode", p.mode,
-			"--brokers", strings.Join(info.Brokers, ","), "--ends", string(endsJSON), "--dir", dir, "--store", storeURL)
+			"--brokers", strings.Join(info.Brokers, ","), "--ends", string(endsJSON), "--dir", dir, "--store", storeURL,
+			"--features="+strconv.FormatBool(features))
 		cmd.Stderr = stderr
 		if gw != nil {
 			cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+gw.access, "AWS_SECRET_ACCESS_KEY="+gw.secret)
@@ -247,10 +249,13 @@ func benchBroker(ctx context.Context, records int, stdout io.Writer) error {
 }
 
 // benchRun consumes the whole topic once and reports.
-func benchRun(ctx context.Context, mode string, brokers []string, ends map[int]int64, dir, storeURL string) (*benchResult, error) {
+func benchRun(ctx context.Context, mode string, brokers []string, ends map[int]int64, dir, storeURL string, features bool) (*benchResult, error) {
 	spec, err := demoSpec(dir)
 	if err != nil {
 		return nil, err
+	}
+	if !features {
+		parquetOnly(spec)
 	}
 	spec.Source.Brokers = brokers
 	spec.Source.Group = "bench-" + mode + "-" + filepath.Base(dir)
@@ -278,12 +283,7 @@ func benchRun(ctx context.Context, mode string, brokers []string, ends map[int]i
 		// row allowed on the first executor; lineage discarded.
 		ex := gpuexec.NewCPU(spec.Executors[0].ID, spec.Executors[0].Location, gpuexec.CPUOptions{})
 		defer ex.Close()
-		sinks := map[string]storage.ObjectStore{}
-		for _, s := range spec.Sinks {
-			if sinks[s.Name], err = backend.Open(ctx, s.URL); err != nil {
-				return nil, err
-			}
-		}
+		sinks := p.sinks // the same stores (and features topics) as the full run
 		only := *spec
 		only.Executors = spec.Executors[:1]
 		runner, err = transform.NewRunner(transform.RunnerConfig{
@@ -321,6 +321,13 @@ func benchRun(ctx context.Context, mode string, brokers []string, ends map[int]i
 		}
 	}
 	return res, nil
+}
+
+// parquetOnly drops the spec's real-time features topics.
+func parquetOnly(spec *transform.Spec) {
+	for i := range spec.Sinks {
+		spec.Sinks[i].KafkaTopic = ""
+	}
 }
 
 // withPath appends a path element to a store URL, before its query.

@@ -58,6 +58,7 @@ func BenchmarkPipeline(b *testing.B) {
 		}
 		spec.Source.Brokers = brokers
 		spec.Source.Group = fmt.Sprintf("bench-pipeline-%d", i)
+		parquetOnly(spec) // the features topic is measured by BenchmarkFeaturesLatency
 		p, err := openPipeline(context.Background(), spec, pipelineOptions{
 			policies: policies.FS, signingKey: key, hashKey: make([]byte, 32), logger: quiet, tune: fastJoin,
 		})

@@ -55,7 +55,7 @@ func NewFeatureWriter(cfg FeatureWriterConfig) (*FeatureWriter, error) {
 		Balancer:     &kafka.Hash{},
 		RequiredAcks: kafka.RequireAll,
 		BatchTimeout: linger,
-		BatchSize:    10000,
+		BatchSize:    1000, // kafka-go preallocates BatchSize messages per partition batch
 		BatchBytes:   64 << 20,
 	}}, nil
 }
