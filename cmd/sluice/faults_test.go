@@ -135,11 +135,7 @@ func TestFaults(t *testing.T) {
 			// Both executors run as `sluice executor serve` processes; the
 			// on-prem one (the only one EU and PHI data may use) is killed
 			// mid-stream and comes back two seconds later.
-			fra := e.startExecutor(t, "", "--id", "onprem-fra", "--location-name", "fra", "--location-kind", "onprem",
-				"--site", "fra1", "--region", "eu-central", "--jurisdiction", "DE", "--cert", "hipaa", "--cert", "iso27001", "--cert", "soc2")
-			aws := e.startExecutor(t, "", "--id", "aws-us-east-1", "--location-name", "us-east-1", "--location-kind", "cloud",
-				"--provider", "aws", "--region", "us-east-1", "--jurisdiction", "US", "--cert", "soc2")
-			e.useRemoteExecutors(t, fra.addr, aws.addr, "")
+			fra := e.remoteExecutors(t, "")
 			p := e.start(t, "a")
 			e.waitProgress(t, p, 300)
 			fra.kill()
@@ -156,11 +152,7 @@ func TestFaults(t *testing.T) {
 			// The on-prem executor freezes (SIGSTOP) for three seconds: its
 			// calls time out after 1s, it counts as unavailable, and EU and
 			// PHI rows wait for it rather than going anywhere else.
-			fra := e.startExecutor(t, "", "--id", "onprem-fra", "--location-name", "fra", "--location-kind", "onprem",
-				"--site", "fra1", "--region", "eu-central", "--jurisdiction", "DE", "--cert", "hipaa", "--cert", "iso27001", "--cert", "soc2")
-			aws := e.startExecutor(t, "", "--id", "aws-us-east-1", "--location-name", "us-east-1", "--location-kind", "cloud",
-				"--provider", "aws", "--region", "us-east-1", "--jurisdiction", "US", "--cert", "soc2")
-			e.useRemoteExecutors(t, fra.addr, aws.addr, "1s")
+			fra := e.remoteExecutors(t, "1s")
 			p := e.start(t, "a")
 			e.waitProgress(t, p, 300)
 			_ = fra.cmd.Process.Signal(syscall.SIGSTOP)
@@ -461,6 +453,19 @@ func (e *faultEnv) startExecutor(t *testing.T, addr string, args ...string) *exe
 	t.Cleanup(p.kill)
 	p.waitLog(t, "listening on")
 	return &execProc{proc: p, addr: addr, args: args}
+}
+
+// remoteExecutors starts the demo's two executors as `sluice executor
+// serve` processes, points the spec at them (with a per-batch timeout when
+// timeout is not ""), and returns the on-prem one.
+func (e *faultEnv) remoteExecutors(t *testing.T, timeout string) *execProc {
+	t.Helper()
+	fra := e.startExecutor(t, "", "--id", "onprem-fra", "--location-name", "fra", "--location-kind", "onprem",
+		"--site", "fra1", "--region", "eu-central", "--jurisdiction", "DE", "--cert", "hipaa", "--cert", "iso27001", "--cert", "soc2")
+	aws := e.startExecutor(t, "", "--id", "aws-us-east-1", "--location-name", "us-east-1", "--location-kind", "cloud",
+		"--provider", "aws", "--region", "us-east-1", "--jurisdiction", "US", "--cert", "soc2")
+	e.useRemoteExecutors(t, fra.addr, aws.addr, timeout)
+	return fra
 }
 
 // useRemoteExecutors points the spec's two executors at Flight servers,
