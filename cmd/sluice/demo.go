@@ -93,10 +93,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	quiet := fs.Bool("q", false, "no progress line")
 	var out outputFlag
 	out.register(fs)
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	asJSON, err := out.json()
+	asJSON, err := parseOutput(fs, &out, args)
 	if err != nil {
 		return err
 	}

@@ -78,10 +78,7 @@ key you hold (--key) to rule out a replaced key.
 	objects := fs.Bool("objects", true, "check every feature and quarantine object's sha256, size and rows")
 	var out outputFlag
 	out.register(fs)
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	asJSON, err := out.json()
+	asJSON, err := parseOutput(fs, &out, args)
 	if err != nil {
 		return err
 	}
@@ -176,10 +173,7 @@ Examples:
 	object := fs.String("object", "", "object `KEY` (or URL, or path ending in the key)")
 	var out outputFlag
 	out.register(fs)
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	asJSON, err := out.json()
+	asJSON, err := parseOutput(fs, &out, args)
 	if err != nil {
 		return err
 	}
@@ -297,10 +291,7 @@ RFC 3339 (2026-03-14T09:00:00Z) or a UTC date (2026-03-14).
 	win.register(fs)
 	var out outputFlag
 	out.register(fs)
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	asJSON, err := out.json()
+	asJSON, err := parseOutput(fs, &out, args)
 	if err != nil {
 		return err
 	}
@@ -400,10 +391,7 @@ Example:
 	win.register(fs)
 	var out outputFlag
 	out.register(fs)
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	asJSON, err := out.json()
+	asJSON, err := parseOutput(fs, &out, args)
 	if err != nil {
 		return err
 	}

@@ -154,6 +154,15 @@ func parse(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
+// parseOutput parses args for a command that takes -o and reports whether
+// JSON output was asked for.
+func parseOutput(fs *flag.FlagSet, o *outputFlag, args []string) (bool, error) {
+	if err := parse(fs, args); err != nil {
+		return false, err
+	}
+	return o.json()
+}
+
 // outputFlag registers -o and checks its value after parsing.
 type outputFlag struct{ v string }
 

@@ -106,10 +106,7 @@ Examples:
 	explain := fs.Bool("explain", false, "also list the rules that fired, with file and line")
 	var out outputFlag
 	out.register(fs)
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	asJSON, err := out.json()
+	asJSON, err := parseOutput(fs, &out, args)
 	if err != nil {
 		return err
 	}
@@ -289,10 +286,7 @@ Example:
 	sample := fs.String("sample", "", "NDJSON `file` of policy input documents (required; - for stdin)")
 	var out outputFlag
 	out.register(fs)
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	asJSON, err := out.json()
+	asJSON, err := parseOutput(fs, &out, args)
 	if err != nil {
 		return err
 	}

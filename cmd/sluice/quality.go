@@ -95,10 +95,7 @@ Times are RFC 3339 (2026-03-14T09:00:00Z) or a UTC date (2026-03-14).
 	threshold := fs.Float64("psi-threshold", 0.2, "flag a column whose PSI is above `X`")
 	var out outputFlag
 	out.register(fs)
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	asJSON, err := out.json()
+	asJSON, err := parseOutput(fs, &out, args)
 	if err != nil {
 		return err
 	}

@@ -81,10 +81,7 @@ func cmdSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	tune := fs.Bool("tune", false, "also grid-search burst thresholds and latency targets")
 	var out outputFlag
 	out.register(fs)
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	asJSON, err := out.json()
+	asJSON, err := parseOutput(fs, &out, args)
 	if err != nil {
 		return err
 	}

@@ -118,10 +118,7 @@ blocking rows and exits 1.
 	signing := fs.String("signing-key", "", "lineage signing key `FILE` (default: the spec's lineage.signing_key)")
 	var out outputFlag
 	out.register(fs)
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	asJSON, err := out.json()
+	asJSON, err := parseOutput(fs, &out, args)
 	if err != nil {
 		return err
 	}

@@ -23,10 +23,7 @@ Example:
 	file := fs.String("f", "", "pipeline spec `file` (YAML)")
 	var out outputFlag
 	out.register(fs)
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	asJSON, err := out.json()
+	asJSON, err := parseOutput(fs, &out, args)
 	if err != nil {
 		return err
 	}
