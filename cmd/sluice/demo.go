@@ -417,5 +417,5 @@ func printDemoSummary(w io.Writer, s *demoSummary, kept bool) {
 	fmt.Fprintf(w, "  sluice lineage report --store %s\n", store)
 	fmt.Fprintf(w, "  sluice lineage trace  --store %s --topic %s --partition 0 --offset 42\n", store, s.Topic)
 	fmt.Fprintf(w, "  find %s -name '*.parquet' | head\n", s.Dir)
-	fmt.Fprintf(w, "  duckdb -c \"SELECT location, count(*) FROM read_parquet('%s/features-*/**/*.parquet', hive_partitioning=true) GROUP BY 1\"\n", s.Dir)
+	fmt.Fprintf(w, "  duckdb -c \"SELECT location, count(*) FROM read_parquet('%s/*/pipeline=*/**/*.parquet', hive_partitioning=true) GROUP BY 1\"\n", s.Dir)
 }
