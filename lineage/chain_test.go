@@ -216,86 +216,52 @@ func TestReplay(t *testing.T) {
 	}
 }
 
-// TestCrashBetweenSegmentAndSignature: the segment is written but its
-// signature is not. Verify flags it until the replayed batch replaces it.
+// TestCrashBetweenSegmentAndSignature: a segment and its signature are
+// written at the same time, so a crash can leave either one alone. Verify
+// flags it until the batch, which was never acked, is appended again and
+// both are rewritten.
 func TestCrashBetweenSegmentAndSignature(t *testing.T) {
 	ctx := context.Background()
-	for _, restart := range []bool{false, true} {
-		t.Run(fmt.Sprintf("restart=%v", restart), func(t *testing.T) {
-			store := newMemStore()
-			w := newTestWriter(t, store)
-			appendBatches(t, w, "events-3", "events", 3, 0, 10, 2)
-			store.failPut = func(key string) error {
-				if strings.HasSuffix(key, ".sig") {
-					return errors.New("disk full")
+	for _, tc := range []struct {
+		lost, problem string // the write that fails, what verify says
+	}{
+		{".sig", "segment lineage/pipeline=card-fraud/chain=events-3/00000000000000000006.ndjson: seq 6: missing signature"},
+		{".ndjson", "seq 6: signature without segment"},
+	} {
+		for _, restart := range []bool{false, true} {
+			t.Run(fmt.Sprintf("lost=%s/restart=%v", tc.lost, restart), func(t *testing.T) {
+				store := newMemStore()
+				w := newTestWriter(t, store)
+				appendBatches(t, w, "events-3", "events", 3, 0, 10, 2)
+				store.failPut = func(key string) error {
+					if strings.HasSuffix(key, tc.lost) {
+						return errors.New("disk full")
+					}
+					return nil
 				}
-				return nil
-			}
-			if _, err := w.Append(ctx, "events-3", batchEvents("events", 3, 20, 29)); err == nil {
-				t.Fatal("Append succeeded although its signature was not written")
-			}
-			store.failPut = nil
-			rep := mustVerify(t, store, nil)
-			if rep.OK || !strings.Contains(strings.Join(rep.Problems, "\n"), "segment lineage/pipeline=card-fraud/chain=events-3/00000000000000000006.ndjson: seq 6: missing signature") {
-				t.Fatalf("verify of an unsigned segment: %v", rep.Problems)
-			}
-			if restart {
-				w = newTestWriter(t, store)
-			}
-			// The runner never acked the batch, so it comes again.
-			info, err := w.Append(ctx, "events-3", batchEvents("events", 3, 20, 29))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if info.Replayed || info.FirstSeq != 6 {
-				t.Fatalf("replay of an unacked batch: %+v, want it written at seq 6", info)
-			}
-			if rep := mustVerify(t, store, nil); !rep.OK || rep.Segments != 3 {
-				t.Fatalf("verify after the retry: %+v", rep)
-			}
-		})
-	}
-}
-
-// TestCrashAfterSignatureBeforeSegment: the two writes of a segment run at
-// the same time, so a crash can leave the signature alone. Verify says so
-// until the batch (never acked) is retried, and the retry records it.
-func TestCrashAfterSignatureBeforeSegment(t *testing.T) {
-	ctx := context.Background()
-	for _, restart := range []bool{false, true} {
-		t.Run(fmt.Sprintf("restart=%v", restart), func(t *testing.T) {
-			store := newMemStore()
-			w := newTestWriter(t, store)
-			appendBatches(t, w, "events-3", "events", 3, 0, 10, 2)
-			store.failPut = func(key string) error {
-				if strings.HasSuffix(key, ".ndjson") {
-					return errors.New("disk full")
+				if _, err := w.Append(ctx, "events-3", batchEvents("events", 3, 20, 29)); err == nil {
+					t.Fatalf("Append succeeded although its %s was not written", tc.lost)
 				}
-				return nil
-			}
-			if _, err := w.Append(ctx, "events-3", batchEvents("events", 3, 20, 29)); err == nil {
-				t.Fatal("Append succeeded although its segment was not written")
-			}
-			store.failPut = nil
-			// Until the batch is retried, verify reports the stray
-			// signature, as it reports an unsigned segment.
-			if rep := mustVerify(t, store, nil); rep.OK || !strings.Contains(strings.Join(rep.Problems, "\n"), "seq 6: signature without segment") {
-				t.Fatalf("verify with a stray signature: %+v", rep)
-			}
-			if restart {
-				w = newTestWriter(t, store)
-			}
-			info, err := w.Append(ctx, "events-3", batchEvents("events", 3, 20, 29))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if info.Replayed || info.FirstSeq != 6 {
-				t.Fatalf("retry: %+v, want it written at seq 6", info)
-			}
-			if rep := mustVerify(t, store, nil); !rep.OK || rep.Segments != 3 {
-				t.Fatalf("verify after the retry: %+v", rep)
-			}
-		})
+				store.failPut = nil
+				if rep := mustVerify(t, store, nil); rep.OK || !strings.Contains(strings.Join(rep.Problems, "\n"), tc.problem) {
+					t.Fatalf("verify after a half-written segment: %v", rep.Problems)
+				}
+				if restart {
+					w = newTestWriter(t, store)
+				}
+				// The runner never acked the batch, so it comes again.
+				info, err := w.Append(ctx, "events-3", batchEvents("events", 3, 20, 29))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if info.Replayed || info.FirstSeq != 6 {
+					t.Fatalf("replay of an unacked batch: %+v, want it written at seq 6", info)
+				}
+				if rep := mustVerify(t, store, nil); !rep.OK || rep.Segments != 3 {
+					t.Fatalf("verify after the retry: %+v", rep)
+				}
+			})
+		}
 	}
 }
 

@@ -2,6 +2,9 @@ package storage
 
 import (
 	"fmt"
+	"path"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -50,4 +53,26 @@ func QuarantineKey(prefix, pipeline string, date time.Time, topic string, partit
 
 func objectName(topic string, partition int, first, last int64) string {
 	return fmt.Sprintf("%s-%d-%020d-%020d.parquet", topic, partition, first, last)
+}
+
+// ParseObjectKey reads the topic, partition and offsets from a key made by
+// FeatureKey or QuarantineKey (its last element, TOPIC-PARTITION-FIRST-LAST
+// .parquet; the topic may contain dashes). ok is false for any other key.
+func ParseObjectKey(key string) (topic string, partition int, first, last int64, ok bool) {
+	name, ok := strings.CutSuffix(path.Base(key), ".parquet")
+	if !ok {
+		return "", 0, 0, 0, false
+	}
+	f := strings.Split(name, "-")
+	n := len(f)
+	if n < 4 {
+		return "", 0, 0, 0, false
+	}
+	p, err1 := strconv.Atoi(f[n-3])
+	a, err2 := strconv.ParseInt(f[n-2], 10, 64)
+	b, err3 := strconv.ParseInt(f[n-1], 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil {
+		return "", 0, 0, 0, false
+	}
+	return strings.Join(f[:n-3], "-"), p, a, b, true
 }

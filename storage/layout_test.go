@@ -107,3 +107,23 @@ func TestJoinKey(t *testing.T) {
 		}
 	}
 }
+
+// TestParseObjectKey: a key made by FeatureKey or QuarantineKey reads back
+// as its topic (dashes included), partition and offsets; others do not.
+func TestParseObjectKey(t *testing.T) {
+	day := time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)
+	for _, key := range []string{
+		storage.FeatureKey("p", "demo", day, "fra", "card-tx-eu", 3, 42, 9001),
+		storage.QuarantineKey("", "demo", day, "card-tx-eu", 3, 42, 9001),
+	} {
+		topic, part, first, last, ok := storage.ParseObjectKey(key)
+		if !ok || topic != "card-tx-eu" || part != 3 || first != 42 || last != 9001 {
+			t.Errorf("ParseObjectKey(%q) = %q %d %d %d %v", key, topic, part, first, last, ok)
+		}
+	}
+	for _, key := range []string{"lineage/x.ndjson", "a/b-1-2.parquet", "a/t-x-1-2.parquet", ""} {
+		if _, _, _, _, ok := storage.ParseObjectKey(key); ok {
+			t.Errorf("ParseObjectKey(%q) accepted a key no sink makes", key)
+		}
+	}
+}

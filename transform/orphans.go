@@ -3,9 +3,6 @@ package transform
 import (
 	"context"
 	"fmt"
-	"path"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/sluice-dev/sluice/ingest"
@@ -34,7 +31,7 @@ func (r *Runner) sweepOrphans(ctx context.Context, b *ingest.Batch, last int64) 
 				"quarantine/pipeline=" + r.cfg.Spec.Name + "/date=" + date + "/",
 			} {
 				err := st.Iter(ctx, prefix, func(key string) error {
-					topic, part, first, _, ok := parseObjectName(path.Base(key))
+					topic, part, first, _, ok := storage.ParseObjectKey(key)
 					if !ok || topic != b.Topic || part != b.Partition || first <= last {
 						return nil
 					}
@@ -55,25 +52,4 @@ func (r *Runner) sweepOrphans(ctx context.Context, b *ingest.Batch, last int64) 
 			"topic", b.Topic, "partition", b.Partition, "after", last, "keys", deleted)
 	}
 	return nil
-}
-
-// parseObjectName reads TOPIC-PARTITION-FIRST-LAST.parquet (the topic may
-// itself contain dashes).
-func parseObjectName(name string) (topic string, partition int, first, last int64, ok bool) {
-	name, ok = strings.CutSuffix(name, ".parquet")
-	if !ok {
-		return "", 0, 0, 0, false
-	}
-	parts := strings.Split(name, "-")
-	if len(parts) < 4 {
-		return "", 0, 0, 0, false
-	}
-	n := len(parts)
-	p, err1 := strconv.Atoi(parts[n-3])
-	f, err2 := strconv.ParseInt(parts[n-2], 10, 64)
-	l, err3 := strconv.ParseInt(parts[n-1], 10, 64)
-	if err1 != nil || err2 != nil || err3 != nil {
-		return "", 0, 0, 0, false
-	}
-	return strings.Join(parts[:n-3], "-"), p, f, l, true
 }

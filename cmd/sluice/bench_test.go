@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -52,19 +53,7 @@ func BenchmarkPipeline(b *testing.B) {
 	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		spec, err := demoSpec(filepath.Join(dir, fmt.Sprint(i)))
-		if err != nil {
-			b.Fatal(err)
-		}
-		spec.Source.Brokers = brokers
-		spec.Source.Group = fmt.Sprintf("bench-pipeline-%d", i)
-		parquetOnly(spec) // the features topic is measured by BenchmarkFeaturesLatency
-		p, err := openPipeline(context.Background(), spec, pipelineOptions{
-			policies: policies.FS, signingKey: key, hashKey: make([]byte, 32), logger: quiet, tune: fastJoin,
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
+		p := benchPipeline(b, brokers, dir, fmt.Sprintf("bench-pipeline-%d", i), key, quiet)
 		n, err := drain(context.Background(), p.runner.Run, p.source, ends, nil)
 		p.Close()
 		if err != nil || n != benchEvents {
@@ -72,6 +61,27 @@ func BenchmarkPipeline(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(benchEvents*b.N)/b.Elapsed().Seconds(), "records/s")
+}
+
+// benchPipeline opens the demo pipeline (Parquet only: the features topic
+// is measured by BenchmarkFeaturesLatency) as consumer group group, with
+// its stores in a folder of its own under dir.
+func benchPipeline(b *testing.B, brokers []string, dir, group string, key ed25519.PrivateKey, logger *slog.Logger) *pipeline {
+	b.Helper()
+	spec, err := demoSpec(filepath.Join(dir, group))
+	if err != nil {
+		b.Fatal(err)
+	}
+	spec.Source.Brokers = brokers
+	spec.Source.Group = group
+	parquetOnly(spec)
+	p, err := openPipeline(context.Background(), spec, pipelineOptions{
+		policies: policies.FS, signingKey: key, hashKey: make([]byte, 32), logger: logger, tune: fastJoin,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return p
 }
 
 func BenchmarkPipelineBaselineIngest(b *testing.B) {

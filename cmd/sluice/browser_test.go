@@ -66,7 +66,7 @@ func runChromium(t *testing.T, bin, target string, extra ...string) []byte {
 // real lineage.
 func TestAuditorPageInChromium(t *testing.T) {
 	bin := chromium(t)
-	dir := demoDir(t, 2000)
+	dir := demoTrail(t, 2000)
 	st, err := fs.New(dir)
 	if err != nil {
 		t.Fatal(err)

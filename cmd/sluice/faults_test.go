@@ -627,7 +627,7 @@ func (e *faultEnv) check(t *testing.T) faultResult {
 			r.orphans++
 			return nil
 		}
-		_, part, _, _, ok := parseKeyName(key)
+		_, part, _, _, ok := storage.ParseObjectKey(key)
 		if !ok {
 			return fmt.Errorf("unexpected object key %s", key)
 		}
@@ -721,24 +721,6 @@ func (e *faultEnv) check(t *testing.T) faultResult {
 		t.Logf("lineage verify: %v\n%s", err, out)
 	}
 	return r
-}
-
-// parseKeyName reads the partition and offsets from an object key.
-func parseKeyName(key string) (topic string, partition int, first, last int64, ok bool) {
-	name := filepath.Base(key)
-	name, ok = strings.CutSuffix(name, ".parquet")
-	if !ok {
-		return
-	}
-	f := strings.Split(name, "-")
-	if len(f) < 4 {
-		return "", 0, 0, 0, false
-	}
-	n := len(f)
-	p, err1 := strconv.Atoi(f[n-3])
-	a, err2 := strconv.ParseInt(f[n-2], 10, 64)
-	b, err3 := strconv.ParseInt(f[n-1], 10, 64)
-	return strings.Join(f[:n-3], "-"), p, a, b, err1 == nil && err2 == nil && err3 == nil
 }
 
 func int64sOf(t *testing.T, tbl arrow.Table, name string) []int64 {

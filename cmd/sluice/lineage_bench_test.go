@@ -9,17 +9,8 @@ import (
 
 	"github.com/sluice-dev/sluice/gpuexec"
 	"github.com/sluice-dev/sluice/lineage"
-	"github.com/sluice-dev/sluice/policies"
 	"github.com/sluice-dev/sluice/transform"
 )
-
-// nullLineage is a LineageWriter that writes nothing: the runner still
-// builds every event, but nothing is encoded, hashed, signed or stored.
-type nullLineage struct{}
-
-func (nullLineage) Append(context.Context, string, []*lineage.Event) (lineage.SegmentInfo, error) {
-	return lineage.SegmentInfo{}, nil
-}
 
 // BenchmarkLineage runs the whole demo pipeline over the same stream with
 // signed lineage written to the folder store ("on") and discarded ("off").
@@ -39,22 +30,10 @@ func BenchmarkLineage(b *testing.B) {
 		b.Run(mode, func(b *testing.B) {
 			for b.Loop() {
 				run++
-				spec, err := demoSpec(filepath.Join(dir, fmt.Sprint(run)))
-				if err != nil {
-					b.Fatal(err)
-				}
-				spec.Source.Brokers = brokers
-				spec.Source.Group = fmt.Sprintf("bench-lineage-%d", run)
-				parquetOnly(spec) // the features topic is measured by BenchmarkFeaturesLatency
-				p, err := openPipeline(context.Background(), spec, pipelineOptions{
-					policies: policies.FS, signingKey: key, hashKey: make([]byte, 32), logger: quiet, tune: fastJoin,
-				})
-				if err != nil {
-					b.Fatal(err)
-				}
+				p := benchPipeline(b, brokers, dir, fmt.Sprintf("bench-lineage-%d", run), key, quiet)
 				var lw transform.LineageWriter = p.lineage
 				if mode == "off" {
-					lw = nullLineage{}
+					lw = discardLineage{}
 				}
 				r, err := rebuildRunner(p, lw, quiet)
 				if err != nil {

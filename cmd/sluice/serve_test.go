@@ -323,27 +323,8 @@ func (failingStore) Iter(context.Context, string, func(string) error) error {
 	return errors.New("access denied")
 }
 
-// demoDir runs the demo into a fresh folder and returns it.
-func demoDir(t *testing.T, events int) string {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("runs the demo; -short skips it")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	dir := t.TempDir()
-	sum, err := runDemo(ctx, demoOptions{dir: dir, events: events, partitions: 4, seed: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !sum.Verified {
-		t.Fatalf("demo lineage does not verify: %v", sum.VerifyProblems)
-	}
-	return dir
-}
-
 func TestLineageAPIOnDemo(t *testing.T) {
-	dir := demoDir(t, 2000)
+	dir := demoTrail(t, 2000)
 	st, err := fs.New(dir)
 	if err != nil {
 		t.Fatal(err)
