@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -10,6 +11,28 @@ import (
 
 // ErrClosed is returned by Source.Next after Close.
 var ErrClosed = errors.New("ingest: source closed")
+
+// ErrTooLarge means a record is bigger than the per-record limit
+// (batching.max_record_bytes). A Source does not decode such a record: it
+// hands it out whole as a dead letter, so one hostile record costs no more
+// than its own bytes and nothing is lost. It is wrapped in a *SizeError;
+// match it with errors.Is.
+var ErrTooLarge = errors.New("record too large")
+
+// SizeError says why one record was too large to decode. Its message is
+// the dead letter's Reason.
+type SizeError struct {
+	// Size is the record's key and value bytes together.
+	Size int64
+	// Limit is the largest Size that is decoded.
+	Limit int64
+}
+
+func (e *SizeError) Error() string {
+	return fmt.Sprintf("record is %d bytes; the limit is %d (batching.max_record_bytes)", e.Size, e.Limit)
+}
+
+func (e *SizeError) Unwrap() error { return ErrTooLarge }
 
 // AckFunc reports the fate of a batch back to its Source. err == nil means
 // every record of the batch (feature rows, dead letters, quarantined rows) is
@@ -36,8 +59,8 @@ type Field struct {
 	Nullable bool
 }
 
-// DeadLetter is a record that could not be decoded. It keeps the raw bytes
-// so nothing is lost.
+// DeadLetter is a record that could not be decoded, or was too large to
+// try. It keeps the raw bytes so nothing is lost.
 type DeadLetter struct {
 	Topic     string
 	Partition int
@@ -45,8 +68,13 @@ type DeadLetter struct {
 	Key       []byte
 	Value     []byte
 	Time      time.Time
-	// Reason says why, e.g. `field "amount": want float64, got string`.
+	// Reason says why, e.g. `field "amount": want float64, got string`;
+	// it is Err's message.
 	Reason string
+	// Err is why as an error: it matches ErrMalformed, ErrFieldType,
+	// ErrMissingField or ErrTooLarge with errors.Is. Nil when the dead
+	// letter was built from a Reason alone.
+	Err error
 }
 
 // Batch is a decoded slice of one partition: offsets First..Last inclusive,

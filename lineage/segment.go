@@ -2,6 +2,7 @@ package lineage
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -89,53 +90,101 @@ func eventLabel(ev *Event, i int) string {
 // dead letter or a quarantined row, and none is counted twice.
 func segmentBatch(events []Event) (*batchRef, error) {
 	var b *batchRef
-	type owned struct {
-		r     [2]int64
-		label string
-	}
-	var ranges []owned
+	n := 0
 	for i := range events {
 		k := events[i].Run.Facets.KafkaOffsets
 		if k == nil {
 			continue
 		}
-		label := eventLabel(&events[i], i)
 		this := batchRef{k.Topic, k.Partition, k.First, k.Last}
 		if b == nil {
 			if this.Topic == "" || this.First < 0 || this.Last < this.First {
-				return nil, fmt.Errorf("%s: bad kafka batch %s", label, this)
+				return nil, fmt.Errorf("%s: bad kafka batch %s", eventLabel(&events[i], i), this)
 			}
 			b = &this
 		} else if *b != this {
-			return nil, fmt.Errorf("%s: batch %s differs from %s in the same segment", label, this, b)
+			return nil, fmt.Errorf("%s: batch %s differs from %s in the same segment", eventLabel(&events[i], i), this, b)
 		}
 		for _, r := range k.Ranges {
 			if r[0] > r[1] || r[0] < b.First || r[1] > b.Last {
-				return nil, fmt.Errorf("%s: range [%d,%d] outside batch %s", label, r[0], r[1], b)
+				return nil, fmt.Errorf("%s: range [%d,%d] outside batch %s", eventLabel(&events[i], i), r[0], r[1], b)
 			}
-			ranges = append(ranges, owned{r, label})
 		}
+		n += len(k.Ranges)
 	}
 	if b == nil {
 		return nil, nil
 	}
-	slices.SortFunc(ranges, func(x, y owned) int {
-		if x.r[0] != y.r[0] {
-			if x.r[0] < y.r[0] {
-				return -1
-			}
-			return 1
+	// A batch spans at most a few million offsets: one bit each says which
+	// are taken, in time linear in the offsets. A larger span (a hand-made
+	// event; Last may be MaxInt64) is checked by sorting the ranges.
+	if b.Last-b.First < maxBitmapSpan {
+		return b, coverBitmap(events, b)
+	}
+	return b, coverSorted(events, b, n)
+}
+
+// maxBitmapSpan bounds the offsets coverBitmap takes (128 KiB of bits).
+const maxBitmapSpan = 1 << 20
+
+func coverBitmap(events []Event, b *batchRef) error {
+	span := b.Last - b.First + 1
+	taken := make([]uint64, (span+63)/64)
+	for i := range events {
+		k := events[i].Run.Facets.KafkaOffsets
+		if k == nil {
+			continue
 		}
-		return 0
-	})
+		for _, r := range k.Ranges {
+			for o := r[0] - b.First; o <= r[1]-b.First; o++ {
+				w, bit := o/64, uint64(1)<<(o%64)
+				if taken[w]&bit != 0 {
+					return fmt.Errorf("%s: offset %d is accounted for twice in batch %s", eventLabel(&events[i], i), o+b.First, b)
+				}
+				taken[w] |= bit
+			}
+		}
+	}
+	for o := int64(0); o < span; o++ {
+		if taken[o/64] == ^uint64(0) && o%64 == 0 && o+64 <= span {
+			o += 63
+			continue
+		}
+		if taken[o/64]&(uint64(1)<<(o%64)) == 0 {
+			end := o
+			for end+1 < span && taken[(end+1)/64]&(uint64(1)<<((end+1)%64)) == 0 {
+				end++
+			}
+			return fmt.Errorf("batch %s: offsets %d..%d are not accounted for by any event", b, o+b.First, end+b.First)
+		}
+	}
+	return nil
+}
+
+func coverSorted(events []Event, b *batchRef, n int) error {
+	// owned is a range and the index of the event that claims it; labels
+	// are made only for an error message (a segment holds thousands).
+	type owned struct {
+		r  [2]int64
+		ev int
+	}
+	ranges := make([]owned, 0, n)
+	for i := range events {
+		if k := events[i].Run.Facets.KafkaOffsets; k != nil {
+			for _, r := range k.Ranges {
+				ranges = append(ranges, owned{r, i})
+			}
+		}
+	}
+	slices.SortFunc(ranges, func(x, y owned) int { return cmp.Compare(x.r[0], y.r[0]) })
 	next := b.First // the first offset not yet accounted for
 	done := false   // next passed Last (Last may be MaxInt64)
 	for _, o := range ranges {
 		switch {
 		case done || o.r[0] < next:
-			return nil, fmt.Errorf("%s: offset %d is accounted for twice in batch %s", o.label, o.r[0], b)
+			return fmt.Errorf("%s: offset %d is accounted for twice in batch %s", eventLabel(&events[o.ev], o.ev), o.r[0], b)
 		case o.r[0] > next:
-			return nil, fmt.Errorf("batch %s: offsets %d..%d are not accounted for by any event", b, next, o.r[0]-1)
+			return fmt.Errorf("batch %s: offsets %d..%d are not accounted for by any event", b, next, o.r[0]-1)
 		}
 		if o.r[1] == math.MaxInt64 {
 			done = true
@@ -144,7 +193,7 @@ func segmentBatch(events []Event) (*batchRef, error) {
 		}
 	}
 	if !done && next <= b.Last {
-		return nil, fmt.Errorf("batch %s: offsets %d..%d are not accounted for by any event", b, next, b.Last)
+		return fmt.Errorf("batch %s: offsets %d..%d are not accounted for by any event", b, next, b.Last)
 	}
-	return b, nil
+	return nil
 }

@@ -97,6 +97,9 @@ func (s *Spec) SetDefaults() {
 	if s.Batching.MaxBytes == 0 {
 		s.Batching.MaxBytes = 16 << 20
 	}
+	if s.Batching.MaxRecordBytes == 0 {
+		s.Batching.MaxRecordBytes = 1 << 20
+	}
 	if s.Batching.Linger == 0 {
 		s.Batching.Linger = 500 * time.Millisecond
 	}

@@ -191,6 +191,7 @@ func TestParseDefaults(t *testing.T) {
 		{"dead letter topic", s.Source.DeadLetterTopic, "events.dlq"},
 		{"max records", s.Batching.MaxRecords, 10000},
 		{"max bytes", s.Batching.MaxBytes, int64(16 << 20)},
+		{"max record bytes", s.Batching.MaxRecordBytes, int64(1 << 20)},
 		{"linger", s.Batching.Linger, 500 * time.Millisecond},
 		{"field path", s.Schema[0].Path, "amount"},
 		{"executor kind", s.Executors[0].Kind, "cpu"},
@@ -211,7 +212,7 @@ func TestParseKeepsExplicitValues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Source.Group != "custom-group" || s.Batching.MaxBytes != 1024 || s.Batching.Linger != time.Millisecond {
+	if s.Source.Group != "custom-group" || s.Batching.MaxBytes != 1024 || s.Batching.MaxRecordBytes != 512 || s.Batching.Linger != time.Millisecond {
 		t.Errorf("explicit values overwritten: group %q, batching %+v", s.Source.Group, s.Batching)
 	}
 	if got := s.Schema[6].Path; got != "a.b.c" {

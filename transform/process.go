@@ -239,20 +239,14 @@ func (r *Runner) skipRecorded(ctx context.Context, b *ingest.Batch, t *ticket) (
 	lo, ok := r.cfg.Lineage.(lastOffsetter)
 	if !ok {
 		t.markReady()
+		t.markChecked(false, 0)
 		return 0, nil
 	}
-	var last int64
-	var have bool
-	if err := r.retry(ctx, "read lineage chain", func() error {
-		var err error
-		last, have, err = lo.LastOffset(ctx, chainName(b.Topic, b.Partition))
-		return err
-	}); err != nil {
+	last, err := r.recorded(ctx, b, t, lo)
+	if err != nil {
 		return 0, err
 	}
-	if !have {
-		last = -1
-	}
+	t.markChecked(true, last)
 	if t.first == t {
 		// The partition's first batch in this Run prepares it; the others
 		// wait (above) so they write nothing the sweep could take for a
@@ -288,6 +282,39 @@ func (r *Runner) skipRecorded(ctx context.Context, b *ingest.Batch, t *ticket) (
 	r.cfg.Logger.Info("skipped records the lineage already holds", "topic", b.Topic, "partition", b.Partition,
 		"through", last, "records", dropped)
 	return dropped, nil
+}
+
+// recorded returns the last offset b's chain records (-1: none). A batch
+// that follows its predecessor's offsets directly takes what the
+// predecessor read: the chain has grown since only by this Run's appends
+// of earlier batches, none of which reach b. Asking the writer instead
+// would wait for the predecessor's append. After a gap or overlap (a
+// re-read after a rebalance or restart) it asks the writer, which waits
+// for appends in flight.
+func (r *Runner) recorded(ctx context.Context, b *ingest.Batch, t *ticket, lo lastOffsetter) (int64, error) {
+	if p := t.prev; p != nil && b.First == p.to+1 {
+		select {
+		case <-p.checked:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+		if p.known {
+			return p.recorded, nil
+		}
+	}
+	var last int64
+	var have bool
+	if err := r.retry(ctx, "read lineage chain", func() error {
+		var err error
+		last, have, err = lo.LastOffset(ctx, chainName(b.Topic, b.Partition))
+		return err
+	}); err != nil {
+		return 0, err
+	}
+	if !have {
+		last = -1
+	}
+	return last, nil
 }
 
 func chainName(topic string, partition int) string { return fmt.Sprintf("%s-%d", topic, partition) }
@@ -592,7 +619,7 @@ func concat(recs []arrow.RecordBatch, cfg RunnerConfig) (arrow.RecordBatch, erro
 // reason, in the quarantine sink.
 func (r *Runner) writeQuarantine(ctx context.Context, b *ingest.Batch, date time.Time, gs []*group, reasons map[string]int64) (*lineage.Event, int64, error) {
 	var rows []int
-	why := map[int]string{}
+	why := make([]string, b.Record.NumRows()) // by row of the batch
 	for _, g := range gs {
 		reason := summarizeDeny(g)
 		reasons[shortDeny(g)] += int64(len(g.rows))

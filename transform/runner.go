@@ -218,12 +218,8 @@ func (r *Runner) Run(ctx context.Context) error {
 		if err != nil {
 			break
 		}
-		t := &ticket{prev: last[b.Partition], done: make(chan struct{})}
-		if t.prev == nil {
-			t.first, t.ready = t, make(chan struct{})
-		} else {
-			t.first = t.prev.first
-		}
+		t := newTicket(last[b.Partition])
+		t.from, t.to = b.First, b.Last
 		last[b.Partition] = t
 		select {
 		case work <- job{b: b, t: t}:
@@ -262,12 +258,44 @@ type ticket struct {
 	// no batch of the partition writes anything before that.
 	first *ticket
 	ready chan struct{}
+	// checked is closed once the batch has read how far its chain had
+	// recorded (see Runner.skipRecorded); recorded is that offset (-1:
+	// nothing), valid when known is true, and from..to is the batch as the
+	// source cut it. A successor contiguous with it reuses recorded
+	// instead of asking the lineage writer, which would wait for this
+	// batch's append to finish.
+	checked  chan struct{}
+	known    bool
+	recorded int64
+	from, to int64
+}
+
+func newTicket(prev *ticket) *ticket {
+	t := &ticket{prev: prev, done: make(chan struct{}), checked: make(chan struct{})}
+	if prev == nil {
+		t.first, t.ready = t, make(chan struct{})
+	} else {
+		t.first = prev.first
+	}
+	return t
 }
 
 func (t *ticket) finish(ok bool) {
 	t.ok = ok
 	close(t.done)
 	t.markReady()
+	t.markChecked(false, 0)
+}
+
+// markChecked records what the batch saw of its chain and closes checked
+// (once).
+func (t *ticket) markChecked(known bool, recorded int64) {
+	select {
+	case <-t.checked:
+	default:
+		t.known, t.recorded = known, recorded
+		close(t.checked)
+	}
 }
 
 // markReady closes ready on a first ticket (once).

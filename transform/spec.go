@@ -82,6 +82,10 @@ type Batching struct {
 	MaxRecords int `yaml:"max_records"`
 	// MaxBytes defaults to 16 MiB.
 	MaxBytes int64 `yaml:"max_bytes"`
+	// MaxRecordBytes caps one record's key+value bytes; a larger record
+	// is not decoded but sent whole to the dead-letter topic, which must
+	// accept records that large. Defaults to 1 MiB.
+	MaxRecordBytes int64 `yaml:"max_record_bytes"`
 	// Linger defaults to 500ms.
 	Linger time.Duration `yaml:"linger"`
 }

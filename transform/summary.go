@@ -32,6 +32,7 @@ func (s *Spec) Summary(w io.Writer) {
 	line("\tdead letters to %s", src.DeadLetterTopic)
 	b := s.Batching
 	line("batching\t%d records, %s or %s, whichever comes first", b.MaxRecords, formatBytes(b.MaxBytes), b.Linger)
+	line("\ta record over %s is a dead letter, not decoded", formatBytes(b.MaxRecordBytes))
 
 	keys := []string{}
 	if len(s.Entity) > 0 {

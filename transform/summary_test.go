@@ -16,6 +16,7 @@ func TestSummary(t *testing.T) {
 		"card-transactions (purpose fraud-detection)",
 		"topic card-transactions, group sluice-card-transactions",
 		"kafka-0.fra.internal:9092",
+		"a record over 1 MiB is a dead letter",
 		"9 fields",
 		"entity user_id; event time ts; jurisdiction from country",
 		"pii, financial",

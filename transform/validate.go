@@ -114,6 +114,9 @@ func (c *specChecker) checkTop(s *Spec) {
 	if b.MaxBytes < 0 {
 		c.add("batching.max_bytes", "must not be negative")
 	}
+	if b.MaxRecordBytes < 0 {
+		c.add("batching.max_record_bytes", "must not be negative")
+	}
 	if b.Linger < 0 {
 		c.add("batching.linger", "must not be negative")
 	}

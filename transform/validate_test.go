@@ -109,6 +109,9 @@ func TestValidateProblems(t *testing.T) {
 		{"relative file url", func(s *transform.Spec) { s.Sinks[0].URL = "file:relative" }, "sinks[0].url", "absolute path"},
 		{"s3 without bucket", func(s *transform.Spec) { s.Lineage.URL = "s3:///prefix" }, "lineage.url", "s3://bucket"},
 		{"no quarantine", func(s *transform.Spec) { s.Quarantine.Sink = "" }, "quarantine.sink", "required"},
+		{"negative max records", func(s *transform.Spec) { s.Batching.MaxRecords = -1 }, "batching.max_records", "negative"},
+		{"negative max bytes", func(s *transform.Spec) { s.Batching.MaxBytes = -1 }, "batching.max_bytes", "negative"},
+		{"negative max record bytes", func(s *transform.Spec) { s.Batching.MaxRecordBytes = -1 }, "batching.max_record_bytes", "negative"},
 		{"negative linger", func(s *transform.Spec) { s.Batching.Linger = -1 }, "batching.linger", "negative"},
 	}
 	for _, tt := range tests {

@@ -3,9 +3,13 @@ package main
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
 	"fmt"
 	"log/slog"
+	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -121,4 +125,46 @@ func BenchmarkPipelineBaselineIngest(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(benchEvents*b.N)/b.Elapsed().Seconds(), "records/s")
+}
+
+// TestBenchCommand runs `sluice bench` small: both pipelines must consume
+// every record and account for each one (feature row, quarantine or dead
+// letter), the baseline must quarantine nothing (it has no policy), and
+// the summary line must be the one the issue asks for.
+func TestBenchCommand(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs child processes")
+	}
+	bin := sluiceBinary(t)
+	out, err := exec.Command(bin, "bench", "--records", "3000", "--repeat", "1", "--batch", "500", "-o", "json").Output()
+	if err != nil {
+		t.Fatalf("sluice bench: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	var got struct {
+		Runs  []benchResult `json:"runs"`
+		Ratio float64       `json:"ratio"`
+	}
+	if err := json.Unmarshal([]byte(strings.Join(lines[:len(lines)-1], "\n")), &got); err != nil {
+		t.Fatalf("%v in %s", err, out)
+	}
+	if len(got.Runs) != 2 || got.Runs[0].Mode != "baseline" || got.Runs[1].Mode != "full" {
+		t.Fatalf("runs %+v; want baseline then full", got.Runs)
+	}
+	for _, r := range got.Runs {
+		if r.Records != 3000 || r.FeatureRows+r.Quarantined+r.DeadLetters != 3000 {
+			t.Errorf("%s: %d records, %d feature rows + %d quarantined + %d dead letters; want 3000 each way",
+				r.Mode, r.Records, r.FeatureRows, r.Quarantined, r.DeadLetters)
+		}
+		if r.DeadLetters == 0 || r.PeakRSSMiB <= 0 || r.RecordsPerSec <= 0 {
+			t.Errorf("%s: %+v; want dead letters (the demo stream has malformed records), RSS and a rate", r.Mode, r)
+		}
+	}
+	if got.Runs[0].Quarantined != 0 || got.Runs[1].Quarantined == 0 {
+		t.Errorf("quarantined: baseline %d, full %d; want none without policy, some with it", got.Runs[0].Quarantined, got.Runs[1].Quarantined)
+	}
+	last := lines[len(lines)-1]
+	if !regexp.MustCompile(`^e2e: \d+ records/s, baseline \d+ records/s, ratio \d+\.\d\d, peak RSS \d+ MiB$`).MatchString(last) {
+		t.Errorf("last line %q", last)
+	}
 }

@@ -61,6 +61,13 @@ The --id and location flags must match the executor entry in the pipeline
 spec: policy decides on them, and the client checks them on every health
 probe. Location kinds: "onprem" (your own site) or "cloud".
 
+Resilience testing: --inject-errors RATE fails that share (0 to 1) of
+batches on purpose with gRPC Internal, before touching their data, and logs
+each at warn level; the error message says it was injected. It is for chaos
+and resilience tests of the pipelines using this executor (they should
+route each failed batch again, losing and duplicating nothing); never set it
+in production. --inject-seed makes the sequence of failures repeatable.
+
 Security: every call must carry the bearer token in --token-file (one line;
 required unless --listen is a loopback address). Use --tls-cert and --tls-key
 for anything that leaves the host; without them traffic is plaintext.
@@ -92,6 +99,8 @@ Example (an on-prem executor in Frankfurt, and a cloud one in Virginia):
 	maxMsg := fs.Int("max-message-bytes", flight.DefaultMaxMessageBytes, "largest gRPC message; clients must use the same")
 	timeout := fs.Duration("timeout", 5*time.Minute, "longest one batch may take")
 	grace := fs.Duration("shutdown-grace", 30*time.Second, "on SIGTERM, how long running batches may take to finish")
+	injectRate := fs.Float64("inject-errors", 0, "for chaos and resilience tests only: fail this `share` (0 to 1) of batches on purpose")
+	injectSeed := fs.Uint64("inject-seed", 0, "`seed` of which batches --inject-errors fails, to repeat a run (default: random)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -109,13 +118,16 @@ Example (an on-prem executor in Frankfurt, and a cloud one in Virginia):
 		return fmt.Errorf("%w: --kind %q: this build serves cpu executors", errUsage, *kind)
 	case (*tlsCert == "") != (*tlsKey == ""):
 		return fmt.Errorf("%w: --tls-cert and --tls-key go together", errUsage)
+	case !(*injectRate >= 0 && *injectRate <= 1):
+		return fmt.Errorf("%w: --inject-errors is %v; want a share from 0 to 1, e.g. 0.3", errUsage, *injectRate)
 	}
 	if loc.Name == "" {
 		loc.Name = firstNonEmpty(loc.Region, loc.Site, *id)
 	}
 
 	logger := slog.New(slog.NewJSONHandler(stderr, nil))
-	opts := flight.ServerOptions{MaxMessageBytes: *maxMsg, Timeout: *timeout, Logger: logger}
+	opts := flight.ServerOptions{MaxMessageBytes: *maxMsg, Timeout: *timeout, Logger: logger,
+		InjectErrorRate: *injectRate, InjectSeed: *injectSeed}
 	if *tokenFile != "" {
 		b, err := os.ReadFile(*tokenFile)
 		if err != nil {
@@ -143,6 +155,9 @@ Example (an on-prem executor in Frankfurt, and a cloud one in Virginia):
 	}
 	if opts.TLS == nil && !isLoopback(lis.Addr()) {
 		logger.Warn("serving plaintext beyond loopback: the token and the data cross the network unencrypted; set --tls-cert and --tls-key")
+	}
+	if opts.InjectErrorRate > 0 {
+		logger.Warn("failing batches on purpose for resilience testing (--inject-errors)", "rate", opts.InjectErrorRate)
 	}
 
 	cpu := gpuexec.NewCPU(*id, loc, gpuexec.CPUOptions{Workers: *workers})

@@ -343,6 +343,10 @@ func TestExecutorServeUsage(t *testing.T) {
 		{"no jurisdiction", []string{"executor", "serve", "--id", "x", "--location-kind", "cloud"}, exitUsage, "--jurisdiction"},
 		{"no token beyond loopback", []string{"executor", "serve", "--id", "x", "--location-kind", "cloud", "--jurisdiction", "US", "--listen", "0.0.0.0:0"}, exitUsage, "--token-file"},
 		{"cert without key", []string{"executor", "serve", "--id", "x", "--location-kind", "cloud", "--jurisdiction", "US", "--tls-cert", "a.pem"}, exitUsage, "go together"},
+		{"help explains error injection", []string{"executor", "serve", "-h"}, exitOK, "resilience tests"},
+		{"error rate above 1", []string{"executor", "serve", "--id", "x", "--location-kind", "cloud", "--jurisdiction", "US", "--inject-errors", "1.5"}, exitUsage, "--inject-errors is 1.5; want a share from 0 to 1"},
+		{"negative error rate", []string{"executor", "serve", "--id", "x", "--location-kind", "cloud", "--jurisdiction", "US", "--inject-errors", "-0.1"}, exitUsage, "want a share from 0 to 1"},
+		{"error rate not a number", []string{"executor", "serve", "--id", "x", "--location-kind", "cloud", "--jurisdiction", "US", "--inject-errors", "lots"}, exitUsage, "inject-errors"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -165,6 +165,25 @@ func TestFaults(t *testing.T) {
 			}
 			return 1
 		}},
+		{"executor-errors", func(t *testing.T, e *faultEnv) int {
+			// The on-prem executor stays up and healthy but fails 30% of
+			// its batches on purpose (--inject-errors): each failed batch
+			// is routed again, and EU and PHI rows retry on it rather than
+			// going anywhere else.
+			fra := e.remoteExecutors(t, "", "--inject-errors", "0.3", "--inject-seed", strconv.FormatUint(*faultSeed, 10))
+			p := e.start(t, "a")
+			e.waitDrained(t, p)
+			p.stop(t)
+			out := p.output()
+			if !strings.Contains(out, "routing the batch again") || !strings.Contains(out, "injected on purpose") {
+				t.Errorf("the pipeline never saw an injected error; the scenario tested nothing:\n%s", tail(out, 2000))
+			}
+			injected := strings.Count(fra.output(), "failing a batch on purpose")
+			if injected == 0 {
+				t.Errorf("the executor logged no injected error:\n%s", tail(fra.output(), 2000))
+			}
+			return injected
+		}},
 		{"sigterm-restart", func(t *testing.T, e *faultEnv) int {
 			p := e.start(t, "a")
 			time.Sleep(time.Duration(300+rng.IntN(700)) * time.Millisecond)
@@ -456,12 +475,14 @@ func (e *faultEnv) startExecutor(t *testing.T, addr string, args ...string) *exe
 }
 
 // remoteExecutors starts the demo's two executors as `sluice executor
-// serve` processes, points the spec at them (with a per-batch timeout when
-// timeout is not ""), and returns the on-prem one.
-func (e *faultEnv) remoteExecutors(t *testing.T, timeout string) *execProc {
+// serve` processes, the on-prem one with fraFlags added, points the spec at
+// them (with a per-batch timeout when timeout is not ""), and returns the
+// on-prem one.
+func (e *faultEnv) remoteExecutors(t *testing.T, timeout string, fraFlags ...string) *execProc {
 	t.Helper()
-	fra := e.startExecutor(t, "", "--id", "onprem-fra", "--location-name", "fra", "--location-kind", "onprem",
-		"--site", "fra1", "--region", "eu-central", "--jurisdiction", "DE", "--cert", "hipaa", "--cert", "iso27001", "--cert", "soc2")
+	fra := e.startExecutor(t, "", append([]string{"--id", "onprem-fra", "--location-name", "fra", "--location-kind", "onprem",
+		"--site", "fra1", "--region", "eu-central", "--jurisdiction", "DE", "--cert", "hipaa", "--cert", "iso27001", "--cert", "soc2"},
+		fraFlags...)...)
 	aws := e.startExecutor(t, "", "--id", "aws-us-east-1", "--location-name", "us-east-1", "--location-kind", "cloud",
 		"--provider", "aws", "--region", "us-east-1", "--jurisdiction", "US", "--cert", "soc2")
 	e.useRemoteExecutors(t, fra.addr, aws.addr, timeout)

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/sluice-dev/sluice/gpuexec"
 	"github.com/sluice-dev/sluice/lineage"
 	"github.com/sluice-dev/sluice/transform"
 )
@@ -49,17 +48,4 @@ func BenchmarkLineage(b *testing.B) {
 			b.ReportMetric(float64(benchEvents)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
 		})
 	}
-}
-
-// rebuildRunner makes a runner like p.runner, with lw as its lineage
-// writer, over the pipeline's own executors and sink stores.
-func rebuildRunner(p *pipeline, lw transform.LineageWriter, logger *slog.Logger) (*transform.Runner, error) {
-	execs := p.execs
-	sinks := p.sinks
-	return transform.NewRunner(transform.RunnerConfig{
-		Spec: p.spec, Source: p.source, Decider: p.decider,
-		Router: gpuexec.NewRouter(execs, gpuexec.RouterOptions{Logger: logger}),
-		Sinks:  sinks, DeadLetters: p.dlq, Lineage: lw,
-		HashKey: make([]byte, 32), Logger: logger,
-	})
 }

@@ -58,6 +58,7 @@ type pipeline struct {
 	lineageStore storage.ObjectStore
 	lineage      *lineage.Writer
 	execs        []gpuexec.Executor
+	costs        map[string]gpuexec.Cost // by executor id, from the spec
 	closers      []func() error
 }
 
@@ -105,6 +106,7 @@ func openPipeline(ctx context.Context, spec *transform.Spec, opts pipelineOption
 		}
 		costs[ex.ID] = ex.Cost
 	}
+	p.costs = costs
 	router := gpuexec.NewRouter(p.execs, gpuexec.RouterOptions{Logger: logger, Costs: costs})
 
 	for _, s := range spec.Sinks {
@@ -149,16 +151,17 @@ func openPipeline(ctx context.Context, spec *transform.Spec, opts pipelineOption
 		return p, err
 	}
 	kcfg := kafka.Config{
-		Brokers:     spec.Source.Brokers,
-		Topic:       spec.Source.Topic,
-		Group:       spec.Source.Group,
-		StartOffset: spec.Source.StartOffset,
-		MaxRecords:  spec.Batching.MaxRecords,
-		MaxBytes:    spec.Batching.MaxBytes,
-		Linger:      spec.Batching.Linger,
-		Fields:      spec.IngestFields(),
-		Logger:      logger,
-		Dialer:      dialer,
+		Brokers:        spec.Source.Brokers,
+		Topic:          spec.Source.Topic,
+		Group:          spec.Source.Group,
+		StartOffset:    spec.Source.StartOffset,
+		MaxRecords:     spec.Batching.MaxRecords,
+		MaxBytes:       spec.Batching.MaxBytes,
+		MaxRecordBytes: spec.Batching.MaxRecordBytes,
+		Linger:         spec.Batching.Linger,
+		Fields:         spec.IngestFields(),
+		Logger:         logger,
+		Dialer:         dialer,
 	}
 	if opts.tune != nil {
 		opts.tune(&kcfg)

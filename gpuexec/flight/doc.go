@@ -12,7 +12,9 @@
 //     "revision":"..."}), taken from the context (gpuexec.WithDecision);
 //  2. the server checks the decision before it reads any data: one that is
 //     missing or does not allow the server's executor ends the exchange
-//     with gRPC PermissionDenied (ErrRefused on the client);
+//     with gRPC PermissionDenied (ErrRefused on the client); a server
+//     told to inject errors (ServerOptions.InjectErrorRate, for resilience
+//     tests) then fails its share of exchanges with gRPC Internal;
 //  3. the client streams the batch as Arrow IPC messages, sliced so no
 //     message comes near the size limit, and only the columns the plan
 //     reads;

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/big"
 	"net"
 	"strings"
@@ -289,4 +290,66 @@ func selfSigned(t *testing.T) (*tls.Config, *tls.Config) {
 	pool.AddCert(cert)
 	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS12},
 		&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+}
+
+// TestInjectErrors checks the resilience-testing switch: the share of
+// exchanges it fails end in an error the pipeline retries elsewhere (not
+// a refusal, not an invalid plan) that says it was injected, and health
+// probes still pass, so the executor looks flaky rather than gone.
+func TestInjectErrors(t *testing.T) {
+	rec := testRecord(t, memory.DefaultAllocator, 100)
+	defer rec.Release()
+	const calls = 200
+	tests := []struct {
+		name     string
+		rate     float64
+		min, max int // failed calls out of calls
+	}{
+		{"off", 0, 0, 0},
+		{"always", 1, calls, calls},
+		{"some", 0.3, calls / 10, calls / 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cpu := gpuexec.NewCPU("dc-fra", onprem, gpuexec.CPUOptions{})
+			addr, _ := serve(t, cpu, ServerOptions{InjectErrorRate: tt.rate, InjectSeed: 42})
+			c := client(t, addr, ClientOptions{})
+			failed := 0
+			for range calls {
+				out, err := c.Execute(allowed("dc-fra"), testPlan(), rec)
+				if err == nil {
+					out.Release()
+					continue
+				}
+				failed++
+				for _, permanent := range []error{gpuexec.ErrInvalidPlan, ErrRefused, ErrUnauthenticated} {
+					if errors.Is(err, permanent) {
+						t.Fatalf("injected error %v matches %v; the pipeline would not route the batch again", err, permanent)
+					}
+				}
+				if !strings.Contains(err.Error(), "Internal") || !strings.Contains(err.Error(), "injected on purpose") {
+					t.Fatalf("Execute = %v; want an Internal error saying it was injected", err)
+				}
+			}
+			if failed < tt.min || failed > tt.max {
+				t.Errorf("%d of %d calls failed at rate %v; want %d to %d", failed, calls, tt.rate, tt.min, tt.max)
+			}
+			if err := c.Healthy(context.Background()); err != nil {
+				t.Errorf("Healthy with errors injected: %v", err)
+			}
+		})
+	}
+	t.Run("refusal first", func(t *testing.T) {
+		cpu := gpuexec.NewCPU("dc-fra", onprem, gpuexec.CPUOptions{})
+		addr, _ := serve(t, cpu, ServerOptions{InjectErrorRate: 1})
+		_, err := client(t, addr, ClientOptions{}).Execute(allowed("aws-us"), testPlan(), rec)
+		if !errors.Is(err, ErrRefused) {
+			t.Errorf("misrouted batch with errors injected: %v; want ErrRefused", err)
+		}
+	})
+	for _, rate := range []float64{-0.1, 1.5, math.NaN()} {
+		if _, err := NewServer(gpuexec.NewCPU("dc-fra", onprem, gpuexec.CPUOptions{}), ServerOptions{InjectErrorRate: rate}); err == nil {
+			t.Errorf("NewServer accepted InjectErrorRate %v", rate)
+		}
+	}
 }

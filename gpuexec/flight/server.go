@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow/flight"
@@ -49,6 +51,18 @@ type ServerOptions struct {
 	// Logger gets one line per refused batch and per failed exchange, and a
 	// debug line per batch. Default (nil): slog.Default().
 	Logger *slog.Logger
+	// InjectErrorRate is the share, from 0 to 1, of exchanges the server
+	// fails on purpose, for chaos and resilience tests of the pipelines
+	// that use it: such an exchange gets codes.Internal, with a message
+	// saying it was injected, after its routing decision is checked and
+	// before its batch is read, and a warn line is logged. Health probes
+	// are unaffected, so the executor looks healthy but flaky. Default
+	// (0): none. NewServer rejects a rate outside [0, 1].
+	InjectErrorRate float64
+	// InjectSeed seeds the choice of the exchanges to fail, so that a
+	// test can repeat a run's sequence of failures. Default (0): a random
+	// seed.
+	InjectSeed uint64
 }
 
 // Server serves one executor over Arrow Flight. Start it with Serve, stop
@@ -57,12 +71,19 @@ type Server struct {
 	exec gpuexec.Executor
 	opts ServerOptions
 	g    *grpc.Server
+
+	injectMu sync.Mutex
+	inject   *rand.Rand // nil when InjectErrorRate is 0
 }
 
-// NewServer returns a server for exec. It rejects a nil executor.
+// NewServer returns a server for exec. It rejects a nil executor and an
+// InjectErrorRate outside [0, 1].
 func NewServer(exec gpuexec.Executor, opts ServerOptions) (*Server, error) {
 	if exec == nil {
 		return nil, errors.New("flight: server: executor is nil")
+	}
+	if !(opts.InjectErrorRate >= 0 && opts.InjectErrorRate <= 1) {
+		return nil, fmt.Errorf("flight: server: InjectErrorRate is %v; want 0 to 1", opts.InjectErrorRate)
 	}
 	if opts.MaxMessageBytes <= 0 {
 		opts.MaxMessageBytes = DefaultMaxMessageBytes
@@ -80,6 +101,13 @@ func NewServer(exec gpuexec.Executor, opts ServerOptions) (*Server, error) {
 		opts.Logger = slog.Default()
 	}
 	s := &Server{exec: exec, opts: opts}
+	if opts.InjectErrorRate > 0 {
+		seed := opts.InjectSeed
+		if seed == 0 {
+			seed = rand.Uint64()
+		}
+		s.inject = rand.New(rand.NewPCG(seed, seed))
+	}
 	gopts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(opts.MaxMessageBytes),
 		grpc.MaxSendMsgSize(opts.MaxMessageBytes),
@@ -196,6 +224,12 @@ func (svc *service) DoExchange(stream flight.FlightService_DoExchangeServer) err
 		log.Warn("flight: refused a batch", "decision_ids", d.IDs, "revision", d.Revision, "allowed", d.Allowed, "err", err)
 		return status.Errorf(codes.PermissionDenied, "sluice executor %s: %v", s.exec.ID(), err)
 	}
+	if s.injectError() {
+		log.Warn("flight: failing a batch on purpose (error injection for resilience tests)",
+			"decision_ids", d.IDs, "inject_error_rate", s.opts.InjectErrorRate)
+		return status.Errorf(codes.Internal, "sluice executor %s: error injected on purpose (inject error rate %g), a resilience test, not a bug",
+			s.exec.ID(), s.opts.InjectErrorRate)
+	}
 
 	rdr, err := flight.NewRecordReader(stream, ipc.WithAllocator(s.opts.Allocator))
 	if err != nil {
@@ -239,6 +273,17 @@ func (svc *service) DoExchange(stream flight.FlightService_DoExchangeServer) err
 	}
 	log.Debug("flight: executed", "decision_ids", d.IDs, "rows", rows, "duration", time.Since(start))
 	return nil
+}
+
+// injectError says whether to fail the exchange at hand on purpose, with
+// probability InjectErrorRate.
+func (s *Server) injectError() bool {
+	if s.inject == nil {
+		return false
+	}
+	s.injectMu.Lock()
+	defer s.injectMu.Unlock()
+	return s.inject.Float64() < s.opts.InjectErrorRate
 }
 
 func peerOf(stream grpc.ServerStream) string {

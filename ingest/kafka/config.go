@@ -25,6 +25,7 @@ const (
 const (
 	DefaultMaxRecords        = 10000
 	DefaultMaxBytes          = 16 << 20
+	DefaultMaxRecordBytes    = 1 << 20
 	DefaultLinger            = 500 * time.Millisecond
 	DefaultMaxInFlight       = 16
 	DefaultSessionTimeout    = 10 * time.Second
@@ -69,6 +70,13 @@ type Config struct {
 	// MaxBytes caps the raw key+value bytes of one batch; a batch ends at
 	// the first record that reaches it. Default 16 MiB.
 	MaxBytes int64 `yaml:"max_bytes"`
+	// MaxRecordBytes caps the key+value bytes of one record. A larger
+	// record is not decoded: it becomes a dead letter (whole, with an
+	// ingest.SizeError as its reason), so one hostile record cannot make
+	// the decoder or the stages after it hold a row of any size. The
+	// dead-letter topic must accept records as large as the source topic
+	// does. Default 1 MiB.
+	MaxRecordBytes int64 `yaml:"max_record_bytes"`
 	// Linger is how long a partly filled batch may wait for more records
 	// before it is handed out. Default 500ms.
 	Linger time.Duration `yaml:"linger"`
@@ -109,6 +117,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxBytes == 0 {
 		c.MaxBytes = DefaultMaxBytes
+	}
+	if c.MaxRecordBytes == 0 {
+		c.MaxRecordBytes = DefaultMaxRecordBytes
 	}
 	if c.Linger == 0 {
 		c.Linger = DefaultLinger
@@ -159,6 +170,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: negative max records %d", ErrConfig, c.MaxRecords)
 	case c.MaxBytes < 0:
 		return fmt.Errorf("%w: negative max bytes %d", ErrConfig, c.MaxBytes)
+	case c.MaxRecordBytes < 0:
+		return fmt.Errorf("%w: negative max record bytes %d", ErrConfig, c.MaxRecordBytes)
 	case c.Linger < 0:
 		return fmt.Errorf("%w: negative linger %s", ErrConfig, c.Linger)
 	case c.MaxInFlight < 0:

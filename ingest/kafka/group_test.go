@@ -1,9 +1,11 @@
 package kafka
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -324,6 +326,116 @@ func TestDeadLettersReachTopic(t *testing.T) {
 		if string(r.Value) != string(vals[o]) || string(r.Key) != fmt.Sprintf("k%d", o) {
 			t.Errorf("offset %d: dead letter holds key %q value %q, want the raw record", o, r.Key, r.Value)
 		}
+	}
+}
+
+// TestOversizedRecordIsDeadLetter sends a 2 MiB record, between normal
+// ones and one of exactly the limit, through a Source with a 1 MiB
+// MaxRecordBytes and a DeadLetterWriter: the big record is a dead letter
+// with its size in the reason and its whole value on the dead-letter topic,
+// and every other offset is a row.
+func TestOversizedRecordIsDeadLetter(t *testing.T) {
+	const limit = 1 << 20
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	// kfake, like Kafka, takes batches up to about 1 MiB by default; the
+	// source and dead-letter topics must both take the big record.
+	brokers := securedCluster(t, kfake.BrokerConfigs(map[string]string{"message.max.bytes": strconv.Itoa(8 << 20)}))
+	// pad makes a valid record whose key ("kN") and value are n bytes
+	// together, so only its size can make it a dead letter.
+	pad := func(seq, n int) []byte {
+		v := fmt.Appendf(nil, `{"p":0,"seq":%d,"country":""}`, seq)
+		return slices.Insert(v, len(v)-2, bytes.Repeat([]byte("x"), n-len(v)-len(fmt.Sprintf("k%d", seq)))...)
+	}
+	vals := [][]byte{
+		record(0, 0),
+		record(0, 1),
+		pad(2, 2<<20),
+		record(0, 3),
+		pad(4, limit),
+		record(0, 5),
+	}
+	const big = 2
+	const reason = "record is 2097152 bytes; the limit is 1048576 (batching.max_record_bytes)"
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProducerBatchMaxBytes(8<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for i, v := range vals {
+		r := &kgo.Record{Topic: testTopic, Key: fmt.Appendf(nil, "k%d", i), Value: v}
+		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatalf("produce offset %d (%d bytes): %v", i, len(v), err)
+		}
+	}
+
+	w := NewDeadLetterWriter(brokers, "dlq")
+	defer w.Close()
+	cfg := testConfig(t, brokers, "g-oversized", mem)
+	cfg.MaxRecordBytes = limit
+	s := newSource(t, cfg)
+	defer s.Close()
+	seen := map[int64]string{}
+	for len(seen) < len(vals) {
+		b := next(t, s, 10*time.Second)
+		for _, o := range checkRowSeqs(t, b) {
+			seen[o] = "row"
+		}
+		for _, d := range b.DeadLetters {
+			if d.Reason != reason || !errors.Is(d.Err, ingest.ErrTooLarge) {
+				t.Errorf("dead letter at %d: %q (%v), want %q", d.Offset, d.Reason, d.Err, reason)
+			}
+			if !bytes.Equal(d.Value, vals[d.Offset]) {
+				t.Errorf("dead letter at %d keeps %d of %d value bytes", d.Offset, len(d.Value), len(vals[d.Offset]))
+			}
+			seen[d.Offset] = "dead letter"
+		}
+		b.Record.Release()
+		if err := w.Write(ctx, b.DeadLetters); err != nil {
+			t.Fatal(err)
+		}
+		ack(t, b, nil)
+	}
+	for o := range int64(len(vals)) {
+		want := "row"
+		if o == big {
+			want = "dead letter"
+		}
+		if seen[o] != want {
+			t.Errorf("offset %d: %q, want %q", o, seen[o], want)
+		}
+	}
+	if st := s.Stats(); st.Records != int64(len(vals)) || st.DeadLetters != 1 {
+		t.Errorf("stats: %d records, %d dead letters; want %d and 1", st.Records, st.DeadLetters, len(vals))
+	}
+	waitCommitted(t, brokers, "g-oversized", 0, int64(len(vals)))
+
+	rd, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics("dlq"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxPartitionBytes(8<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	var got []*kgo.Record
+	for len(got) == 0 && ctx.Err() == nil {
+		got = append(got, rd.PollFetches(ctx).Records()...)
+	}
+	if len(got) != 1 {
+		t.Fatalf("dead-letter topic holds %d records, want 1", len(got))
+	}
+	h := map[string]string{}
+	for _, x := range got[0].Headers {
+		h[x.Key] = string(x.Value)
+	}
+	if h[HeaderReason] != reason || h[HeaderSourceOffset] != strconv.Itoa(big) {
+		t.Errorf("dead-letter headers %v", h)
+	}
+	if !bytes.Equal(got[0].Value, vals[big]) || string(got[0].Key) != fmt.Sprintf("k%d", big) {
+		t.Errorf("dead-letter topic holds key %q and %d value bytes, want the raw %d", got[0].Key, len(got[0].Value), len(vals[big]))
 	}
 }
 

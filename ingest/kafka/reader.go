@@ -194,8 +194,10 @@ func (r *reader) seek(conn *kafka.Conn) error {
 	return nil
 }
 
-// add appends one message to the batch being built, handing the batch out
-// first when the message does not follow it, and after when it is full.
+// add appends one message to the batch being built, as a row or, when it
+// cannot be decoded or is over MaxRecordBytes, as a dead letter; it hands
+// the batch out first when the message does not follow it, and after when
+// it is full.
 func (r *reader) add(ctx context.Context, m *kafka.Message) error {
 	if r.n > 0 && m.Offset != r.last+1 {
 		if err := r.emit(ctx); err != nil {
@@ -207,7 +209,16 @@ func (r *reader) add(ctx context.Context, m *kafka.Message) error {
 		r.time = m.Time
 		r.started = time.Now()
 	}
-	if err := r.dec.Append(m.Value); err != nil {
+	size := int64(len(m.Key) + len(m.Value))
+	var err error
+	if size > r.s.cfg.MaxRecordBytes {
+		// Not decoded: its bytes are already in memory, but a row of that
+		// size would be copied into Arrow, the policy input and the sinks.
+		err = &ingest.SizeError{Size: size, Limit: r.s.cfg.MaxRecordBytes}
+	} else {
+		err = r.dec.Append(m.Value)
+	}
+	if err != nil {
 		r.dead = append(r.dead, ingest.DeadLetter{
 			Topic:     m.Topic,
 			Partition: m.Partition,
@@ -216,6 +227,7 @@ func (r *reader) add(ctx context.Context, m *kafka.Message) error {
 			Value:     m.Value,
 			Time:      m.Time,
 			Reason:    err.Error(),
+			Err:       err,
 		})
 	} else {
 		r.offsets = append(r.offsets, m.Offset)
@@ -223,7 +235,7 @@ func (r *reader) add(ctx context.Context, m *kafka.Message) error {
 	r.n++
 	r.last = m.Offset
 	r.next = m.Offset + 1
-	r.bytes += int64(len(m.Key) + len(m.Value))
+	r.bytes += size
 	if r.n >= r.s.cfg.MaxRecords || r.bytes >= r.s.cfg.MaxBytes {
 		return r.emit(ctx)
 	}

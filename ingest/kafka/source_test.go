@@ -178,6 +178,19 @@ func stayCommitted(t testing.TB, brokers []string, group string, p int, want int
 
 // checkBatch checks the batch invariants every consumer relies on and
 // returns the rows' (p, seq) values.
+// checkRowSeqs checks b (checkBatch) and that each row's seq field is its
+// offset, as the tests' producers write them; it returns the rows' offsets.
+func checkRowSeqs(t testing.TB, b *ingest.Batch) []int64 {
+	t.Helper()
+	_, seqs := checkBatch(t, b)
+	for i, o := range b.Offsets {
+		if seqs[i] != o {
+			t.Errorf("row at offset %d has seq %d", o, seqs[i])
+		}
+	}
+	return b.Offsets
+}
+
 func checkBatch(t testing.TB, b *ingest.Batch) (ps []int32, seqs []int64) {
 	t.Helper()
 	if b.Topic != testTopic || b.First > b.Last {
@@ -304,11 +317,7 @@ func TestSourceDeadLetters(t *testing.T) {
 	seen := map[int64]bool{}
 	for len(seen) < len(vals) {
 		b := next(t, s, 10*time.Second)
-		_, seqs := checkBatch(t, b)
-		for i, o := range b.Offsets {
-			if seqs[i] != o {
-				t.Errorf("row at offset %d has seq %d", o, seqs[i])
-			}
+		for _, o := range checkRowSeqs(t, b) {
 			seen[o] = true
 		}
 		for _, d := range b.DeadLetters {
@@ -589,6 +598,7 @@ func TestConfigValidate(t *testing.T) {
 		{"bad start", func(c *Config) { c.StartOffset = "middle" }, false},
 		{"negative records", func(c *Config) { c.MaxRecords = -1 }, false},
 		{"negative bytes", func(c *Config) { c.MaxBytes = -1 }, false},
+		{"negative record bytes", func(c *Config) { c.MaxRecordBytes = -1 }, false},
 		{"negative linger", func(c *Config) { c.Linger = -time.Second }, false},
 		{"negative in flight", func(c *Config) { c.MaxInFlight = -1 }, false},
 		{"short session", func(c *Config) { c.SessionTimeout = 5 * time.Second }, false},
