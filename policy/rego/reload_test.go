@@ -1,7 +1,9 @@
 package rego_test
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"io"
@@ -465,4 +467,57 @@ func TestReloaderConcurrent(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
+}
+
+// TestReloaderHostileBundles: a bundle that is not one, one over the size
+// limit, and a small archive that inflates past it (a gzip bomb) are each
+// refused with an error naming the problem, before anything goes live.
+func TestReloaderHostileBundles(t *testing.T) {
+	bomb := func() []byte {
+		var buf bytes.Buffer
+		zw := gzip.NewWriter(&buf)
+		tw := tar.NewWriter(zw)
+		const size = rego.MaxBundleSize + 1<<20
+		if err := tw.WriteHeader(&tar.Header{Name: "/data.json", Mode: 0o644, Size: size}); err != nil {
+			t.Fatal(err)
+		}
+		zeros := make([]byte, 1<<20)
+		for written := 0; written < size; written += len(zeros) {
+			if _, err := tw.Write(zeros); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := tw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := zw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	for _, tc := range []struct {
+		name string
+		data func() []byte
+		want string
+	}{
+		{"not a bundle", func() []byte { return []byte("package sluice\nallow := true\n") }, "read bundle"},
+		{"over the size limit", func() []byte { return make([]byte, rego.MaxBundleSize+1) }, "is larger than"},
+		{"gzip bomb", bomb, "exceed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "policy.tar.gz")
+			data := tc.data()
+			if tc.name == "gzip bomb" && len(data) > 1<<20 {
+				t.Fatalf("the bomb is %d bytes; it should be small", len(data))
+			}
+			if err := os.WriteFile(p, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := rego.NewReloader(context.Background(), rego.ReloaderConfig{Bundle: p, Logger: quietLogger(io.Discard)})
+			t.Log(err)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("NewReloader: %v; want an error saying %q", err, tc.want)
+			}
+		})
+	}
 }

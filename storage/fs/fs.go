@@ -24,7 +24,8 @@ const tmpPrefix = ".sluice-tmp-"
 // Store is an ObjectStore in a local folder. Safe for concurrent use;
 // concurrent Puts to one key leave one of the written objects whole.
 type Store struct {
-	root string
+	root  string
+	syncs dirSyncs
 }
 
 var _ storage.ObjectStore = (*Store)(nil)
@@ -41,7 +42,7 @@ func New(root string) (*Store, error) {
 	if err := os.MkdirAll(abs, 0o755); err != nil {
 		return nil, fmt.Errorf("fs: create root: %w", err)
 	}
-	return &Store{root: abs}, nil
+	return &Store{root: abs, syncs: dirSyncs{fsync: syncDir}}, nil
 }
 
 // Root is the absolute path of the store's folder.
@@ -154,7 +155,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) er
 		return fmt.Errorf("fs: put %s: %w", key, err)
 	}
 	committed = true
-	if err := syncDir(dir); err != nil {
+	if err := s.syncs.sync(dir); err != nil {
 		return fmt.Errorf("fs: put %s: sync folder: %w", key, err)
 	}
 	return nil
