@@ -8,7 +8,7 @@ VERSITYGW_VERSION   ?= v1.8.0
 # go-nvml's cgo headers use deprecated declarations; keep the build quiet.
 export CGO_CFLAGS ?= -Wno-deprecated-declarations
 
-.PHONY: all build demo test test-short test-faults fuzz bench bench-e2e lint tools clean
+.PHONY: all build demo test test-short test-faults fuzz bench bench-e2e bench-lineage lint tools clean
 
 all: build
 
@@ -55,6 +55,10 @@ bench:
 E2E_RECORDS ?= 2000000
 bench-e2e: build tools
 	PATH="$(GOBIN):$$PATH" ./$(BIN) bench --records $(E2E_RECORDS) --s3
+
+## bench-lineage: what signed lineage costs end to end: the full pipeline with lineage on and off, in turns.
+bench-lineage: build
+	./$(BIN) bench --records $(E2E_RECORDS) --against nolineage --repeat 6
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

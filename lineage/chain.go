@@ -247,8 +247,7 @@ func (w *Writer) Append(ctx context.Context, chain string, events []*Event) (Seg
 		fresh = true
 	}
 
-	var buf bytes.Buffer
-	buf.Grow(segmentSizeHint(events))
+	data := make([]byte, 0, segmentSizeHint(events))
 	head := st.head
 	for i, ev := range events {
 		ev.Run.Facets.Chain = &ChainFacet{
@@ -256,18 +255,17 @@ func (w *Writer) Append(ctx context.Context, chain string, events []*Event) (Seg
 			Seq:       st.nextSeq + uint64(i),
 			Prev:      head,
 		}
-		line, err := marshalEvent(ev)
-		if err != nil {
+		start := len(data)
+		var err error
+		if data, err = appendEvent(data, ev); err != nil {
 			return SegmentInfo{}, fmt.Errorf("%w: chain %s: event #%d: %v", ErrInvalidEvent, chain, i, err)
 		}
-		head = hashLine(line)
-		buf.Write(line)
-		buf.WriteByte('\n')
+		head = hashLine(data[start:])
+		data = append(data, '\n')
 	}
-	if buf.Len() > maxSegmentBytes {
-		return SegmentInfo{}, fmt.Errorf("%w: chain %s: segment of %d bytes exceeds %d; append fewer events", ErrInvalidEvent, chain, buf.Len(), maxSegmentBytes)
+	if len(data) > maxSegmentBytes {
+		return SegmentInfo{}, fmt.Errorf("%w: chain %s: segment of %d bytes exceeds %d; append fewer events", ErrInvalidEvent, chain, len(data), maxSegmentBytes)
 	}
-	data := buf.Bytes()
 	sig := []byte(base64.StdEncoding.EncodeToString(ed25519.Sign(w.key, data)) + "\n")
 	// The segment and its signature are written at the same time: the
 	// batch's commit waits on both, and each is a durable write. A crash

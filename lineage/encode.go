@@ -6,7 +6,7 @@ import (
 	"strconv"
 )
 
-// minSpliceRanges is the number of offset ranges from which marshalEvent
+// minSpliceRanges is the number of offset ranges from which appendEvent
 // encodes them itself; below it, json.Marshal alone is as fast.
 const minSpliceRanges = 16
 
@@ -15,9 +15,9 @@ var (
 	nullRanges      = []byte(`"ranges":null`)
 )
 
-// marshalEvent returns exactly json.Marshal(ev), faster. The offset ranges
-// are most of an event's bytes (one output's rows are scattered over a
-// batch), and encoding/json spends most of its time on them through
+// appendEvent appends json.Marshal(ev)'s bytes to dst, faster. The offset
+// ranges are most of an event's bytes (one output's rows are scattered
+// over a batch), and encoding/json spends most of its time on them through
 // reflection; a MarshalJSON method would not help, as encoding/json
 // re-scans what such a method returns. So the event is marshalled with
 // the ranges left out (`"ranges":null`) and the ranges are spliced in.
@@ -26,31 +26,38 @@ var (
 // is the facet (only strings precede it) and the first `"ranges":null`
 // after it is the facet's own field (its other fields are numbers and
 // strings). TestMarshalEventMatchesEncodingJSON holds it to that.
-func marshalEvent(ev *Event) ([]byte, error) {
+func appendEvent(dst []byte, ev *Event) ([]byte, error) {
 	k := ev.Run.Facets.KafkaOffsets
 	if k == nil || len(k.Ranges) < minSpliceRanges {
-		return json.Marshal(ev)
+		return appendMarshal(dst, ev)
 	}
 	cp, kc := *ev, *k
 	kc.Ranges = nil
 	cp.Run.Facets.KafkaOffsets = &kc
 	b, err := json.Marshal(&cp)
 	if err != nil {
-		return nil, err
+		return dst, err
 	}
 	i := bytes.Index(b, offsetsFacetKey)
 	if i < 0 {
-		return json.Marshal(ev)
+		return appendMarshal(dst, ev)
 	}
 	j := bytes.Index(b[i:], nullRanges)
 	if j < 0 {
-		return json.Marshal(ev)
+		return appendMarshal(dst, ev)
 	}
 	at := i + j + len(`"ranges":`)
-	out := make([]byte, 0, len(b)+len(k.Ranges)*16)
-	out = append(out, b[:at]...)
-	out = appendRanges(out, k.Ranges)
-	return append(out, b[at+len("null"):]...), nil
+	dst = append(dst, b[:at]...)
+	dst = appendRanges(dst, k.Ranges)
+	return append(dst, b[at+len("null"):]...), nil
+}
+
+func appendMarshal(dst []byte, ev *Event) ([]byte, error) {
+	b, err := json.Marshal(ev)
+	if err != nil {
+		return dst, err
+	}
+	return append(dst, b...), nil
 }
 
 // appendRanges appends ranges as JSON: [[a,b],...].

@@ -94,6 +94,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	records := fs.Int("records", 2_000_000, "records to load and consume")
 	useS3 := fs.Bool("s3", false, "also run the full pipeline against an S3 gateway on loopback")
 	batch := fs.Int("batch", kafka.DefaultMaxRecords, "records per batch (batching.max_records) of both pipelines")
+	workers := fs.Int("workers", 4, "batches processed at once by each pipeline (sluice run --workers)")
 	against := fs.String("against", "baseline", "what the full pipeline is compared with: `baseline` (no policy, no lineage) or nolineage (the full pipeline with lineage discarded)")
 	repeat := fs.Int("repeat", 3, "baseline and full runs, in turns; the ratio is the median of the pairs")
 	features := fs.Bool("features", false, "keep the demo's real-time features topic (off: Parquet only, the headline figure)")
@@ -116,7 +117,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err := json.Unmarshal([]byte(*ends), &e); err != nil {
 			return fmt.Errorf("%w: --ends: %v", errUsage, err)
 		}
-		res, err := benchRun(ctx, *mode, strings.Split(*brokers, ","), e, *dir, *store, *features, *batch)
+		res, err := benchRun(ctx, *mode, strings.Split(*brokers, ","), e, *dir, *store, *features, *batch, *workers)
 		if err != nil {
 			return err
 		}
@@ -133,16 +134,16 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *records < 1 {
 		return fmt.Errorf("%w: --records must be at least 1", errUsage)
 	}
-	if *repeat < 1 || *batch < 1 {
-		return fmt.Errorf("%w: --repeat and --batch must be at least 1", errUsage)
+	if *repeat < 1 || *batch < 1 || *workers < 1 {
+		return fmt.Errorf("%w: --repeat, --batch and --workers must be at least 1", errUsage)
 	}
 	if *against != "baseline" && *against != "nolineage" {
 		return fmt.Errorf("%w: --against %q: want baseline or nolineage", errUsage, *against)
 	}
-	return benchOrchestrate(ctx, *records, *repeat, *batch, *against, *useS3, *features, asJSON, stdout, stderr)
+	return benchOrchestrate(ctx, *records, *repeat, *batch, *workers, *against, *useS3, *features, asJSON, stdout, stderr)
 }
 
-func benchOrchestrate(ctx context.Context, records, repeat, batch int, against string, useS3, features, asJSON bool, stdout, stderr io.Writer) error {
+func benchOrchestrate(ctx context.Context, records, repeat, batch, workers int, against string, useS3, features, asJSON bool, stdout, stderr io.Writer) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -218,7 +219,7 @@ func benchOrchestrate(ctx context.Context, records, repeat, batch int, against s
 		fmt.Fprintf(stderr, "run %d/%d: %s pipeline, %s store...\n", i+1, len(plans), p.mode, p.store)
 		cmd := exec.CommandContext(ctx, self, "bench", "--role", "run", "--mode", p.mode,
 			"--brokers", strings.Join(info.Brokers, ","), "--ends", string(endsJSON), "--dir", dir, "--store", storeURL,
-			"--features="+strconv.FormatBool(features), "--batch", strconv.Itoa(batch))
+			"--features="+strconv.FormatBool(features), "--batch", strconv.Itoa(batch), "--workers", strconv.Itoa(workers))
 		cmd.Stderr = stderr
 		if gw != nil {
 			cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+gw.access, "AWS_SECRET_ACCESS_KEY="+gw.secret)
@@ -333,7 +334,7 @@ func benchBroker(ctx context.Context, records int, stdout io.Writer) error {
 }
 
 // benchRun consumes the whole topic once and reports.
-func benchRun(ctx context.Context, mode string, brokers []string, ends map[int]int64, dir, storeURL string, features bool, batch int) (*benchResult, error) {
+func benchRun(ctx context.Context, mode string, brokers []string, ends map[int]int64, dir, storeURL string, features bool, batch, workers int) (*benchResult, error) {
 	spec, err := demoSpec(dir)
 	if err != nil {
 		return nil, err
@@ -356,7 +357,7 @@ func benchRun(ctx context.Context, mode string, brokers []string, ends map[int]i
 		return nil, err
 	}
 	p, err := openPipeline(ctx, spec, pipelineOptions{
-		policies: policies.FS, signingKey: key, hashKey: make([]byte, 32), logger: quiet, tune: fastJoin,
+		policies: policies.FS, signingKey: key, hashKey: make([]byte, 32), logger: quiet, tune: fastJoin, workers: workers,
 	})
 	if err != nil {
 		return nil, err
@@ -374,7 +375,7 @@ func benchRun(ctx context.Context, mode string, brokers []string, ends map[int]i
 		runner, err = transform.NewRunner(transform.RunnerConfig{
 			Spec: &only, Source: p.source, Decider: allowAll{},
 			Router: gpuexec.NewRouter([]gpuexec.Executor{ex}, gpuexec.RouterOptions{Logger: quiet}),
-			Sinks:  sinks, DeadLetters: p.dlq, Lineage: discardLineage{}, Logger: quiet,
+			Sinks:  sinks, DeadLetters: p.dlq, Lineage: discardLineage{}, Logger: quiet, Workers: p.workers,
 		})
 		if err != nil {
 			return nil, err
@@ -484,7 +485,7 @@ func rebuildRunner(p *pipeline, lw transform.LineageWriter, logger *slog.Logger)
 		Spec: p.spec, Source: p.source, Decider: p.decider,
 		Router: gpuexec.NewRouter(p.execs, gpuexec.RouterOptions{Logger: logger, Costs: p.costs}),
 		Sinks:  p.sinks, DeadLetters: p.dlq, Lineage: lw,
-		HashKey: make([]byte, 32), Logger: logger,
+		HashKey: make([]byte, 32), Logger: logger, Workers: p.workers,
 	})
 }
 

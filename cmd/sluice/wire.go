@@ -59,13 +59,14 @@ type pipeline struct {
 	lineage      *lineage.Writer
 	execs        []gpuexec.Executor
 	costs        map[string]gpuexec.Cost // by executor id, from the spec
+	workers      int                     // the runner's, as given
 	closers      []func() error
 }
 
 // openPipeline builds every stage of spec. The caller must Close it, and
 // Run the reloader (if any) for policy changes to be picked up.
 func openPipeline(ctx context.Context, spec *transform.Spec, opts pipelineOptions) (p *pipeline, err error) {
-	p = &pipeline{spec: spec, sinks: map[string]storage.ObjectStore{}}
+	p = &pipeline{spec: spec, sinks: map[string]storage.ObjectStore{}, workers: opts.workers}
 	defer func() {
 		if err != nil {
 			p.Close()
