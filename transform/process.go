@@ -285,21 +285,34 @@ func (r *Runner) skipRecorded(ctx context.Context, b *ingest.Batch, t *ticket) (
 }
 
 // recorded returns the last offset b's chain records (-1: none). A batch
-// that follows its predecessor's offsets directly takes what the
-// predecessor read: the chain has grown since only by this Run's appends
-// of earlier batches, none of which reach b. Asking the writer instead
-// would wait for the predecessor's append. After a gap or overlap (a
-// re-read after a rebalance or restart) it asks the writer, which waits
-// for appends in flight.
+// that follows its predecessor's offsets directly, where no earlier batch
+// of this Run reached further, takes what the predecessor read: the chain
+// has grown since only by this Run's appends of earlier batches, none of
+// which reach b. Asking the writer instead would wait for the
+// predecessor's append. A batch that overlaps batches handed out before
+// it (the source re-read from the commit after a rebalance while they
+// were in flight) first waits for them to finish, so that the chain it
+// reads holds whatever they recorded; any other batch asks the writer.
 func (r *Runner) recorded(ctx context.Context, b *ingest.Batch, t *ticket, lo lastOffsetter) (int64, error) {
-	if p := t.prev; p != nil && b.First == p.to+1 {
-		select {
-		case <-p.checked:
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		}
-		if p.known {
-			return p.recorded, nil
+	if p := t.prev; p != nil {
+		switch {
+		case b.First == p.to+1 && p.to == t.hi:
+			select {
+			case <-p.checked:
+			case <-ctx.Done():
+				return 0, ctx.Err()
+			}
+			if p.known {
+				return p.recorded, nil
+			}
+		case b.First <= t.hi:
+			// Batches are started in the source's order, so the
+			// predecessor is running or done: waiting cannot deadlock.
+			select {
+			case <-p.done:
+			case <-ctx.Done():
+				return 0, ctx.Err()
+			}
 		}
 	}
 	var last int64

@@ -218,8 +218,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		if err != nil {
 			break
 		}
-		t := newTicket(last[b.Partition])
-		t.from, t.to = b.First, b.Last
+		t := newTicket(last[b.Partition], b)
 		last[b.Partition] = t
 		select {
 		case work <- job{b: b, t: t}:
@@ -259,23 +258,24 @@ type ticket struct {
 	first *ticket
 	ready chan struct{}
 	// checked is closed once the batch has read how far its chain had
-	// recorded (see Runner.skipRecorded); recorded is that offset (-1:
-	// nothing), valid when known is true, and from..to is the batch as the
-	// source cut it. A successor contiguous with it reuses recorded
-	// instead of asking the lineage writer, which would wait for this
-	// batch's append to finish.
+	// recorded (see Runner.recorded); recorded is that offset (-1:
+	// nothing), valid when known is true. to is the batch's last offset as
+	// the source cut it, and hi the highest last offset of the batches
+	// handed out before it in this Run (-1: none): after a rebalance the
+	// source re-reads from the commit, so a batch may overlap earlier ones
+	// still in flight.
 	checked  chan struct{}
 	known    bool
 	recorded int64
-	from, to int64
+	to, hi   int64
 }
 
-func newTicket(prev *ticket) *ticket {
-	t := &ticket{prev: prev, done: make(chan struct{}), checked: make(chan struct{})}
+func newTicket(prev *ticket, b *ingest.Batch) *ticket {
+	t := &ticket{prev: prev, done: make(chan struct{}), checked: make(chan struct{}), to: b.Last, hi: -1}
 	if prev == nil {
 		t.first, t.ready = t, make(chan struct{})
 	} else {
-		t.first = prev.first
+		t.first, t.hi = prev.first, max(prev.hi, prev.to)
 	}
 	return t
 }

@@ -83,6 +83,8 @@ type memStore struct {
 	delay   time.Duration // each Put takes this long
 	started chan struct{} // if set, gets a value as each Put starts
 	failKey string        // Puts of keys containing it always fail
+	holdKey string        // Puts of keys containing it wait for hold to close
+	hold    chan struct{}
 }
 
 func newMemStore() *memStore { return &memStore{objs: map[string][]byte{}} }
@@ -94,6 +96,13 @@ func (m *memStore) Put(ctx context.Context, key string, r io.Reader, size int64)
 	}
 	if m.failKey != "" && strings.Contains(key, m.failKey) {
 		return errors.New("this key cannot be written")
+	}
+	if m.holdKey != "" && strings.Contains(key, m.holdKey) {
+		select {
+		case <-m.hold:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	if m.started != nil {
 		select {
@@ -267,32 +276,11 @@ func newHarnessOn(t *testing.T, prev *harness, first int64, batches ...[]string)
 	if prev != nil {
 		h.fra, h.us, h.lin = prev.fra, prev.us, prev.lin
 	}
-	h.src = &sliceSource{acks: make(chan ack, len(batches))}
+	h.src = &sliceSource{acks: make(chan ack, 2*len(batches))}
 	off := first
 	for _, lines := range batches {
-		dec, err := ingest.NewDecoder(spec.IngestFields(), h.mem)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b := &ingest.Batch{Topic: "in", Partition: 0, First: off, Time: time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)}
-		for _, l := range lines {
-			if err := dec.Append([]byte(l)); err != nil {
-				b.DeadLetters = append(b.DeadLetters, ingest.DeadLetter{Topic: "in", Offset: off, Value: []byte(l), Reason: err.Error()})
-			} else {
-				b.Offsets = append(b.Offsets, off)
-			}
-			off++
-		}
-		b.Last = off - 1
-		b.Record = dec.NewRecord()
-		dec.Release()
-		first := b.First
-		b.Ack = func(ctx context.Context, err error) error {
-			h.src.acks <- ack{first: first, err: err, features: len(h.fra.keys("pipeline=")) + len(h.us.keys("pipeline=")),
-				lineage: len(h.lin.keys("lineage/"))}
-			return nil
-		}
-		h.src.batches = append(h.src.batches, b)
+		h.add(t, off, lines)
+		off += int64(len(lines))
 	}
 	h.onprem = &flaky{Executor: gpuexec.NewCPU("onprem", spec.Executors[0].Location, gpuexec.CPUOptions{Allocator: h.mem})}
 	h.cloud = &flaky{Executor: gpuexec.NewCPU("cloud", spec.Executors[1].Location, gpuexec.CPUOptions{Allocator: h.mem})}
@@ -317,6 +305,34 @@ func newHarnessOn(t *testing.T, prev *harness, first int64, batches ...[]string)
 		t.Fatal(err)
 	}
 	return h
+}
+
+// add appends to the source a batch of lines at offsets first, first+1...
+func (h *harness) add(t *testing.T, first int64, lines []string) {
+	t.Helper()
+	dec, err := ingest.NewDecoder(h.spec.IngestFields(), h.mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &ingest.Batch{Topic: "in", Partition: 0, First: first, Time: time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)}
+	off := first
+	for _, l := range lines {
+		if err := dec.Append([]byte(l)); err != nil {
+			b.DeadLetters = append(b.DeadLetters, ingest.DeadLetter{Topic: "in", Offset: off, Value: []byte(l), Reason: err.Error()})
+		} else {
+			b.Offsets = append(b.Offsets, off)
+		}
+		off++
+	}
+	b.Last = off - 1
+	b.Record = dec.NewRecord()
+	dec.Release()
+	b.Ack = func(ctx context.Context, err error) error {
+		h.src.acks <- ack{first: first, err: err, features: len(h.fra.keys("pipeline=")) + len(h.us.keys("pipeline=")),
+			lineage: len(h.lin.keys("lineage/"))}
+		return nil
+	}
+	h.src.batches = append(h.src.batches, b)
 }
 
 // run runs until n acks arrived (or the deadline), then stops the runner.
@@ -544,6 +560,29 @@ func TestRunnerReplayCutIntoSeveralBatches(t *testing.T) {
 		t.Fatalf("stats %+v: want 7 replayed (3..9), 3 processed (10..12)", s)
 	}
 	h2.assertStoredOnce(t, 13)
+}
+
+// TestRunnerRereadOverlapsBatchesInFlight: within one Run a rebalance
+// makes the source re-read from the commit while batches of the old
+// assignment are still in flight. Here 0..9 is recorded, 10..19 is slow to
+// write, and the source hands out 0..9 and 10..25 again. The re-read must
+// see what 10..19 recorded, and so must 10..25, which follows the re-read
+// directly: reusing the re-read's view of the chain would write 10..19 a
+// second time.
+func TestRunnerRereadOverlapsBatchesInFlight(t *testing.T) {
+	h := newHarness(t, rows("DE", 10, 0), rows("DE", 10, 10))
+	h.add(t, 0, rows("DE", 10, 0))
+	h.add(t, 10, rows("DE", 16, 10))
+	h.fra.holdKey, h.fra.hold = "in-0-00000000000000000010-00000000000000000019", make(chan struct{})
+	for _, a := range h.run(t, 4, func() {
+		time.Sleep(100 * time.Millisecond) // the re-read is under way
+		close(h.fra.hold)
+	}) {
+		if a.err != nil {
+			t.Fatal(a.err)
+		}
+	}
+	h.assertStoredOnce(t, 26)
 }
 
 // assertStoredOnce checks that the Frankfurt feature objects hold want

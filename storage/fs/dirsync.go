@@ -20,13 +20,15 @@ type dirSync struct {
 	running   bool
 	started   uint64 // fsyncs started
 	completed uint64 // fsyncs completed; they run one at a time
-	err       error  // of the latest completed fsync
+	failed    uint64 // the latest fsync that failed (0: none)
+	err       error  // its error
 	waiters   int
 }
 
 // sync returns once an fsync of dir that started after the call began has
-// completed, with that fsync's error (or a later one's: a later fsync that
-// succeeded makes the rename durable too).
+// completed. It fails if that fsync or a later one failed: after a failed
+// fsync, a later one that succeeds does not prove the earlier writes
+// reached the disk.
 func (g *dirSyncs) sync(dir string) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -59,8 +61,14 @@ func (g *dirSyncs) sync(dir string) error {
 		err := g.fsync(dir)
 		g.mu.Lock()
 		d.running = false
-		d.completed, d.err = gen, err
+		d.completed = gen
+		if err != nil {
+			d.failed, d.err = gen, err
+		}
 		d.cond.Broadcast()
 	}
-	return d.err
+	if d.failed >= need {
+		return d.err
+	}
+	return nil
 }
