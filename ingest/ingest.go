@@ -96,6 +96,11 @@ type Batch struct {
 	// makes date-partitioned keys deterministic across replays.
 	Time        time.Time
 	DeadLetters []DeadLetter
+	// Assigned is set on the first batch of the partition since the source
+	// was (re)assigned it: another consumer may have processed the
+	// partition since this process last saw it, and batches of this
+	// process's previous assignment may still be in flight.
+	Assigned bool
 	// Ack must be called exactly once when the batch is done.
 	Ack AckFunc
 }

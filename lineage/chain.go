@@ -336,6 +336,20 @@ func (w *Writer) LastOffset(ctx context.Context, chain string) (offset int64, ok
 	return st.batch.Last, true, nil
 }
 
+// Reload forgets what the writer knows of chain's tail and reads it again
+// from the store, so that LastOffset sees appends by other writers (the
+// partition was processed by another consumer in between). It waits for
+// an Append of the chain in flight.
+func (w *Writer) Reload(ctx context.Context, chain string) error {
+	if !validName(chain) {
+		return fmt.Errorf("lineage: chain name %q: want letters, digits, '.', '_' or '-'", chain)
+	}
+	st := w.state(chain)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return w.load(ctx, chain, st)
+}
+
 // load reads the chain's tail from the store into st.
 func (w *Writer) load(ctx context.Context, chain string, st *chainState) error {
 	dir := chainDir(w.prefix, w.pipeline, chain)

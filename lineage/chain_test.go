@@ -289,6 +289,26 @@ func TestStaleWriter(t *testing.T) {
 	}
 }
 
+// TestReloadSeesOtherWriters: a writer's LastOffset is what it last knew
+// of the chain; after another writer appended (the partition was processed
+// elsewhere), Reload makes it read the chain's tail again.
+func TestReloadSeesOtherWriters(t *testing.T) {
+	ctx := context.Background()
+	store := newMemStore()
+	a, b := newTestWriter(t, store), newTestWriter(t, store)
+	appendBatches(t, a, "events-3", "events", 3, 0, 10, 1)
+	appendBatches(t, b, "events-3", "events", 3, 10, 10, 1)
+	if last, _, err := a.LastOffset(ctx, "events-3"); err != nil || last != 9 {
+		t.Fatalf("LastOffset before Reload = %d, %v; want what a itself wrote (9)", last, err)
+	}
+	if err := a.Reload(ctx, "events-3"); err != nil {
+		t.Fatal(err)
+	}
+	if last, _, err := a.LastOffset(ctx, "events-3"); err != nil || last != 19 {
+		t.Fatalf("LastOffset after Reload = %d, %v; want b's 19", last, err)
+	}
+}
+
 func TestAppendRejects(t *testing.T) {
 	ctx := context.Background()
 	cases := []struct {

@@ -284,18 +284,38 @@ func (r *Runner) skipRecorded(ctx context.Context, b *ingest.Batch, t *ticket) (
 	return dropped, nil
 }
 
-// recorded returns the last offset b's chain records (-1: none). A batch
-// that follows its predecessor's offsets directly, where no earlier batch
-// of this Run reached further, takes what the predecessor read: the chain
-// has grown since only by this Run's appends of earlier batches, none of
-// which reach b. Asking the writer instead would wait for the
-// predecessor's append. A batch that overlaps batches handed out before
-// it (the source re-read from the commit after a rebalance while they
-// were in flight) first waits for them to finish, so that the chain it
-// reads holds whatever they recorded; any other batch asks the writer.
+// reloader is the optional ability of a LineageWriter to read a chain's
+// tail again from the store (*lineage.Writer has it).
+type reloader interface {
+	Reload(ctx context.Context, chain string) error
+}
+
+// recorded returns the last offset b's chain records (-1: none).
+//
+// A batch that follows its predecessor in the same assignment, with no
+// earlier batch of this Run reaching past the predecessor, takes what the
+// predecessor read: the chain has grown since only by this Run's appends
+// of earlier batches, none of which reach b. Asking the writer instead
+// would wait for the predecessor's append.
+//
+// The first batch after the partition was (re)assigned, and a batch that
+// overlaps batches handed out before it (the source re-read from the
+// commit while they were in flight), first wait for the batches before
+// them to finish, so the chain holds whatever they recorded; the first
+// batch of an assignment then has the writer read the chain from the
+// store again, since another consumer may have extended it meanwhile.
 func (r *Runner) recorded(ctx context.Context, b *ingest.Batch, t *ticket, lo lastOffsetter) (int64, error) {
+	fresh := b.Assigned
 	if p := t.prev; p != nil {
 		switch {
+		case b.Assigned || b.First <= t.hi:
+			// Batches are started in the source's order, so the
+			// predecessor is running or done: waiting cannot deadlock.
+			select {
+			case <-p.done:
+			case <-ctx.Done():
+				return 0, ctx.Err()
+			}
 		case b.First == p.to+1 && p.to == t.hi:
 			select {
 			case <-p.checked:
@@ -305,14 +325,13 @@ func (r *Runner) recorded(ctx context.Context, b *ingest.Batch, t *ticket, lo la
 			if p.known {
 				return p.recorded, nil
 			}
-		case b.First <= t.hi:
-			// Batches are started in the source's order, so the
-			// predecessor is running or done: waiting cannot deadlock.
-			select {
-			case <-p.done:
-			case <-ctx.Done():
-				return 0, ctx.Err()
-			}
+		}
+	}
+	if rl, ok := r.cfg.Lineage.(reloader); ok && fresh {
+		if err := r.retry(ctx, "read lineage chain", func() error {
+			return rl.Reload(ctx, chainName(b.Topic, b.Partition))
+		}); err != nil {
+			return 0, err
 		}
 	}
 	var last int64

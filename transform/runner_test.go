@@ -184,6 +184,7 @@ type sliceSource struct {
 	batches []*ingest.Batch
 	next    int
 	acks    chan ack
+	gates   map[int]chan struct{} // batch i is handed out once gates[i] closes
 }
 
 type ack struct {
@@ -195,6 +196,13 @@ type ack struct {
 
 func (s *sliceSource) Next(ctx context.Context) (*ingest.Batch, error) {
 	if s.next < len(s.batches) {
+		if g := s.gates[s.next]; g != nil {
+			select {
+			case <-g:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
 		b := s.batches[s.next]
 		s.next++
 		return b, nil
@@ -581,6 +589,35 @@ func TestRunnerRereadOverlapsBatchesInFlight(t *testing.T) {
 		if a.err != nil {
 			t.Fatal(a.err)
 		}
+	}
+	h.assertStoredOnce(t, 26)
+}
+
+// TestRunnerReassignedPartitionRereadsTheChain: this process records
+// 0..9, the partition moves to another process, which records 10..19 but
+// does not commit, and comes back. The first batch of the new assignment,
+// 10..25, must skip what the other process recorded, though it directly
+// follows this process's last batch.
+func TestRunnerReassignedPartitionRereadsTheChain(t *testing.T) {
+	h := newHarness(t, rows("DE", 10, 0))
+	h.add(t, 10, rows("DE", 16, 10))
+	h.src.batches[0].Assigned, h.src.batches[1].Assigned = true, true
+	h.src.gates = map[int]chan struct{}{1: make(chan struct{})}
+	acks := h.run(t, 1, func() {
+		if a := <-h.src.acks; a.err != nil || a.first != 0 {
+			t.Fatalf("first ack %+v", a)
+		}
+		other := newHarnessOn(t, h, 10, rows("DE", 10, 10))
+		if a := other.run(t, 1, nil); a[0].err != nil {
+			t.Fatal(a[0].err)
+		}
+		close(h.src.gates[1])
+	})
+	if acks[0].err != nil {
+		t.Fatal(acks[0].err)
+	}
+	if s := h.runner.Stats(); s.Replayed != 10 {
+		t.Errorf("stats %+v: want the other process's 10 records skipped", s)
 	}
 	h.assertStoredOnce(t, 26)
 }

@@ -25,6 +25,8 @@ type ledger struct {
 	mu        sync.Mutex
 	processed map[[2]int64]int // (partition, offset) -> times, all members
 	acked     map[[2]int64]bool
+	assigned  int // batches marked Assigned, all members
+	batches   int
 }
 
 func newLedger() *ledger {
@@ -40,6 +42,7 @@ func (l *ledger) member(t *testing.T, s *Source, perBatch time.Duration) (stop f
 	go func() {
 		n := 0
 		var held *ingest.Batch
+		seen := map[int]bool{} // partitions this member has had a batch of
 		defer func() { done <- n }()
 		ackOne := func(b *ingest.Batch) {
 			l.mu.Lock()
@@ -64,9 +67,17 @@ func (l *ledger) member(t *testing.T, s *Source, perBatch time.Duration) (stop f
 				return
 			}
 			checkBatch(t, b)
+			if !seen[b.Partition] && !b.Assigned {
+				t.Errorf("the member's first batch of partition %d is not marked Assigned", b.Partition)
+			}
+			seen[b.Partition] = true
 			l.mu.Lock()
 			for _, o := range b.Offsets {
 				l.processed[[2]int64{int64(b.Partition), o}]++
+			}
+			l.batches++
+			if b.Assigned {
+				l.assigned++
 			}
 			l.mu.Unlock()
 			n += len(b.Offsets)
@@ -163,6 +174,13 @@ func TestSourceRebalanceMidStream(t *testing.T) {
 	st := b.Stats()
 	if len(st.Assigned) == 0 || len(st.Assigned) == parts {
 		t.Errorf("b holds partitions %v after the rebalance, want a share", st.Assigned)
+	}
+	// a's first assignment marks one batch per partition; the rebalance
+	// assigns partitions again, to a and to b, and marks their first
+	// batches too. Batches within an assignment (about 30 a partition)
+	// are not marked.
+	if l.assigned <= parts || l.assigned > l.batches/4 {
+		t.Errorf("%d of %d batches marked Assigned; want one per partition per assignment (more than %d, a few)", l.assigned, l.batches, parts)
 	}
 	t.Logf("a processed %d rows, b %d, for %d offsets; %d redelivered after the rebalance", na, nb, parts*per, na+nb-parts*per)
 }

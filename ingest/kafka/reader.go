@@ -37,6 +37,7 @@ type reader struct {
 	time    time.Time // Kafka timestamp of its first record
 	offsets []int64
 	dead    []ingest.DeadLetter
+	emitted bool // a batch was handed out: the next is not Assigned
 }
 
 // run reads until ctx (the generation) ends, reconnecting after errors. It
@@ -251,6 +252,7 @@ func (r *reader) emit(ctx context.Context) error {
 		Partition:   r.partition,
 		First:       r.first,
 		Last:        r.last,
+		Assigned:    !r.emitted,
 		Record:      rec,
 		Offsets:     r.offsets,
 		Time:        r.time,
@@ -261,6 +263,7 @@ func (r *reader) emit(ctx context.Context) error {
 	b.Ack = r.g.track(r.partition, b.Last)
 	select {
 	case r.s.out <- b:
+		r.emitted = true
 		r.s.records.Add(int64(n))
 		r.s.deadLetters.Add(int64(dead))
 		r.s.batches.Add(1)
