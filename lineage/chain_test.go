@@ -267,12 +267,20 @@ func TestCrashBetweenSegmentAndSignature(t *testing.T) {
 
 // TestStaleWriter: the partition moved to another replica and back; the
 // first writer must continue after the other's segments, not overwrite.
-func TestStaleWriter(t *testing.T) {
-	ctx := context.Background()
-	store := newMemStore()
-	a, b := newTestWriter(t, store), newTestWriter(t, store)
+// staleWriters returns writers a and b of one store: a appended offsets
+// 0..9 of chain events-3, then b appended 10..19, so a's view is stale.
+func staleWriters(t *testing.T) (store *memStore, a, b *Writer) {
+	t.Helper()
+	store = newMemStore()
+	a, b = newTestWriter(t, store), newTestWriter(t, store)
 	appendBatches(t, a, "events-3", "events", 3, 0, 10, 1)
 	appendBatches(t, b, "events-3", "events", 3, 10, 10, 1)
+	return store, a, b
+}
+
+func TestStaleWriter(t *testing.T) {
+	ctx := context.Background()
+	store, a, _ := staleWriters(t)
 	info, err := a.Append(ctx, "events-3", batchEvents("events", 3, 20, 29))
 	if err != nil {
 		t.Fatal(err)
@@ -294,10 +302,7 @@ func TestStaleWriter(t *testing.T) {
 // elsewhere), Reload makes it read the chain's tail again.
 func TestReloadSeesOtherWriters(t *testing.T) {
 	ctx := context.Background()
-	store := newMemStore()
-	a, b := newTestWriter(t, store), newTestWriter(t, store)
-	appendBatches(t, a, "events-3", "events", 3, 0, 10, 1)
-	appendBatches(t, b, "events-3", "events", 3, 10, 10, 1)
+	_, a, _ := staleWriters(t)
 	if last, _, err := a.LastOffset(ctx, "events-3"); err != nil || last != 9 {
 		t.Fatalf("LastOffset before Reload = %d, %v; want what a itself wrote (9)", last, err)
 	}
