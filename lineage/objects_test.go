@@ -289,3 +289,26 @@ func TestObjectURL(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifyProgress: a long verify reports each stage up to its total.
+func TestVerifyProgress(t *testing.T) {
+	f := newObjectFixture(t, 4)
+	opts := f.opts()
+	last := map[string]VerifyProgress{}
+	opts.Progress = func(p VerifyProgress) {
+		if prev, ok := last[p.Stage]; ok && p.Done < prev.Done {
+			t.Errorf("%s progress went back from %d to %d", p.Stage, prev.Done, p.Done)
+		}
+		last[p.Stage] = p
+	}
+	rep, err := VerifyWith(context.Background(), f.lineage, "lineage", opts)
+	if err != nil || !rep.OK {
+		t.Fatalf("verify: %+v %v", rep, err)
+	}
+	if s := last["segments"]; s.Done != rep.Segments || s.Total != rep.Segments {
+		t.Errorf("last segments progress %+v, want %d of %d", s, rep.Segments, rep.Segments)
+	}
+	if o := last["objects"]; o.Done != o.Total || o.Total == 0 || o.Events != rep.Events {
+		t.Errorf("last objects progress %+v, want every object and the %d events", o, rep.Events)
+	}
+}

@@ -177,6 +177,22 @@ type VerifyOptions struct {
 	// Parallel is how many objects, or segment retentions, are read at
 	// once. Default 8.
 	Parallel int
+	// Progress, if set, is called as each segment and each object is
+	// checked, from one goroutine at a time, so that a long verify can say
+	// how far it is. Default (nil): no calls.
+	Progress func(VerifyProgress)
+}
+
+// VerifyProgress says how far a verify is.
+type VerifyProgress struct {
+	// Stage is "segments" (signatures, chains, offsets) or "objects"
+	// (each referenced object's bytes).
+	Stage string
+	// Done of Total segments or objects of the stage are checked or
+	// being checked.
+	Done, Total int
+	// Events read so far.
+	Events int
 }
 
 // ObjectReader is what Verify needs of a feature store;
@@ -260,6 +276,9 @@ func VerifyWith(ctx context.Context, store Store, prefix string, opts VerifyOpti
 			Message: "signature without segment (segment removed?)"})
 	}
 	for _, c := range l.chains {
+		v.segTotal += len(c.segs)
+	}
+	for _, c := range l.chains {
 		if err := v.chain(c, keys[c.pipelineDir()]); err != nil {
 			return *rep, err
 		}
@@ -292,6 +311,14 @@ type verifier struct {
 	rep      VerifyReport
 	findings []Problem
 	refs     []objectRef
+	segTotal int // segments listed, for Progress
+}
+
+// progress reports to opts.Progress, if set.
+func (v *verifier) progress(stage string, done, total int) {
+	if v.opts.Progress != nil {
+		v.opts.Progress(VerifyProgress{Stage: stage, Done: done, Total: total, Events: v.rep.Events})
+	}
 }
 
 // objectRef is one sluice_object facet and where the trail holds it.
@@ -321,6 +348,7 @@ func (v *verifier) chain(c *chainKeys, pub ed25519.PublicKey) error {
 			v.problem(Problem{Chain: c.label(), Segment: key, Seq: seq, Message: fmt.Sprintf(format, args...)})
 		}
 		v.rep.Segments++
+		v.progress("segments", v.rep.Segments, v.segTotal)
 		data, found, err := readObject(v.ctx, v.store, key, maxSegmentBytes)
 		switch {
 		case errors.Is(err, ErrCorrupt):
@@ -519,7 +547,14 @@ func (v *verifier) objects() error {
 		return s
 	}
 	states := make([]objectState, len(ids))
+	var checked int // objects read, under mu
 	err := parallel(v.ctx, len(ids), v.opts.Parallel, func(i int) error {
+		defer func() {
+			mu.Lock()
+			checked++
+			v.progress("objects", checked, len(ids))
+			mu.Unlock()
+		}()
 		so := storeFor(ids[i].namespace)
 		so.once.Do(func() { so.r, so.err = v.opts.Objects(v.ctx, ids[i].namespace) })
 		if so.err != nil {

@@ -72,10 +72,14 @@ printed first, naming chain, segment key, seq and object.
 
 By default the public key published beside the lineage is used; pass the
 key you hold (--key) to rule out a replaced key.
+
+A long trail takes a while (about 80 s per million events here): a
+progress line goes to stderr every --progress (default 2s; 0: none).
 `, stderr)
 	store := fs.String("store", "", "lineage store `URL`")
 	pubFile := fs.String("key", "", "PEM ed25519 public key `file` (default: the published one)")
 	objects := fs.Bool("objects", true, "check every feature and quarantine object's sha256, size and rows")
+	every := fs.Duration("progress", 2*time.Second, "print progress to stderr this often (0: never)")
 	var out outputFlag
 	out.register(fs)
 	asJSON, err := parseOutput(fs, &out, args)
@@ -101,6 +105,9 @@ key you hold (--key) to rule out a replaced key.
 		opts.Objects = openObjectStore
 		opts.Rows = storage.CountRows
 	}
+	if *every > 0 {
+		opts.Progress = verifyProgress(stderr, *every)
+	}
 	rep, err := lineage.VerifyWith(ctx, st, lineagePrefix, opts)
 	if err != nil {
 		return err
@@ -114,6 +121,19 @@ key you hold (--key) to rule out a replaced key.
 		return errFailed
 	}
 	return nil
+}
+
+// verifyProgress prints a verify's progress to w, at most once per every.
+func verifyProgress(w io.Writer, every time.Duration) func(lineage.VerifyProgress) {
+	start := time.Now()
+	last := start
+	return func(p lineage.VerifyProgress) {
+		if now := time.Now(); now.Sub(last) >= every {
+			last = now
+			fmt.Fprintf(w, "verify: %s %d/%d (%.0f%%), %d events, %s\n", p.Stage, p.Done, p.Total,
+				100*float64(p.Done)/float64(max(p.Total, 1)), p.Events, now.Sub(start).Round(time.Second))
+		}
+	}
 }
 
 func printVerify(w io.Writer, rep lineage.VerifyReport, objects bool) {

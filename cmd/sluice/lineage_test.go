@@ -131,9 +131,12 @@ func TestLineageVerifyNamesTheBrokenLink(t *testing.T) {
 			t.Fatalf("chain %s has %d segments; the test needs two", chain, len(segs))
 		}
 	}
-	code, out, _ := sluice(t, "lineage", "verify", "--store", "file://"+base)
+	code, out, errOut := sluice(t, "lineage", "verify", "--store", "file://"+base, "--progress", "1ns")
 	if code != exitOK || !strings.Contains(out, "lineage OK") || strings.Contains(out, " 0 objects checked") {
 		t.Fatalf("intact trail: exit %d\n%s", code, out)
+	}
+	if !strings.Contains(errOut, "verify: segments ") || !strings.Contains(errOut, "verify: objects ") || strings.Contains(out, "verify: ") {
+		t.Errorf("progress belongs on stderr, for both stages; stderr:\n%s", tail(errOut, 500))
 	}
 
 	cases := []struct {
