@@ -106,6 +106,12 @@ func TestFaults(t *testing.T) {
 			a := e.start(t, "a")
 			e.waitProgress(t, a, 300)
 			b := e.start(t, "b")
+			// Kill b only once it holds partitions: kfake starts a
+			// member's session timer when its JoinGroup reply is
+			// delivered, so a member killed while waiting in JoinGroup
+			// stays in the group forever and its partitions never come
+			// back (a real broker times it out; seen once in CI).
+			b.waitLog(t, "kafka: generation started")
 			e.waitProgress(t, b, 300)
 			time.Sleep(time.Duration(rng.IntN(200)) * time.Millisecond)
 			b.kill()
