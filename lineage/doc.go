@@ -11,7 +11,7 @@
 // Layout, under a prefix (default "lineage"):
 //
 //	PREFIX/pipeline=NAME/chain=CHAIN/SEQ.ndjson      one event per line
-//	PREFIX/pipeline=NAME/chain=CHAIN/SEQ.ndjson.sig  base64 ed25519 signature of the segment bytes
+//	PREFIX/pipeline=NAME/chain=CHAIN/SEQ.ndjson.sig  base64 ed25519 signature of the SHA-256 of the segment bytes
 //	PREFIX/pipeline=NAME/_keys/ed25519.pub           PEM public key (Writer.PublishKey)
 //
 // SEQ is the seq of the segment's first event, 20 digits. A chain is one

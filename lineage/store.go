@@ -27,7 +27,7 @@ type Store interface {
 // Key layout, under a prefix (WriterConfig.Prefix, default "lineage"):
 //
 //	PREFIX/pipeline=NAME/chain=CHAIN/SEQ.ndjson      segment (SEQ: first event's seq, 20 digits)
-//	PREFIX/pipeline=NAME/chain=CHAIN/SEQ.ndjson.sig  base64 ed25519 signature of the segment
+//	PREFIX/pipeline=NAME/chain=CHAIN/SEQ.ndjson.sig  base64 ed25519 signature of the segment's SHA-256
 //	PREFIX/pipeline=NAME/_keys/ed25519.pub           PEM public key
 const (
 	segmentExt  = ".ndjson"

@@ -3,6 +3,7 @@ package lineage
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"strings"
@@ -20,7 +21,8 @@ func segKey(seq int) string {
 }
 
 func sign(priv ed25519.PrivateKey, data []byte) []byte {
-	return []byte(base64.StdEncoding.EncodeToString(ed25519.Sign(priv, data)) + "\n")
+	d := sha256.Sum256(data)
+	return []byte(base64.StdEncoding.EncodeToString(ed25519.Sign(priv, d[:])) + "\n")
 }
 
 // relink rewrites a segment's events with consecutive seqs from seq and
