@@ -669,6 +669,12 @@ func (r *Runner) writeQuarantine(ctx context.Context, b *ingest.Batch, date time
 	offsets := make([]int64, len(rows))
 	rb := array.NewStringBuilder(r.cfg.Allocator)
 	defer rb.Release()
+	rb.Reserve(len(rows))
+	reasonBytes := 0
+	for _, row := range rows {
+		reasonBytes += len(why[row])
+	}
+	rb.ReserveData(reasonBytes)
 	for i, row := range rows {
 		offsets[i] = b.Offsets[row]
 		rb.Append(why[row])

@@ -59,6 +59,9 @@ commit interval). Stage shares are of the runner's batch time; ingest
 
 The last line reads:
   e2e: R records/s, baseline B records/s, ratio R/B, peak RSS M MiB
+With -o json the output is one JSON document instead: the median pair as
+runs, every run in order as all_runs, the ratios of every pair, and that
+last line as summary.
 
 Example:
   sluice bench --records 2000000
@@ -250,36 +253,43 @@ func benchOrchestrate(ctx context.Context, records, repeat, batch, workers int, 
 		results = append(results, runs[plan{"full", "s3"}]...)
 	}
 	base, full := results[0], results[1]
-	if asJSON {
-		writeJSON(stdout, map[string]any{"runs": results, "ratio": ratio, "pair_ratios": ratios, "cpu_ratio": cpuRatio})
-	} else {
-		fmt.Fprintf(stdout, "%-9s %-7s %10s %12s %9s %9s %10s %8s  %s\n", "pipeline", "store", "records", "records/s", "p50 ms", "p99 ms", "peak RSS", "CPU µs/r", "time per stage")
-		for _, r := range results {
-			fmt.Fprintf(stdout, "%-9s %-7s %10d %12.0f %9.1f %9.1f %7.0f MiB %8.2f  %s\n", r.Mode, r.Store, r.Records,
-				r.RecordsPerSec, r.P50Ms, r.P99Ms, r.PeakRSSMiB, r.CPUMicros, shares(r.StageShare))
-		}
-		if len(ratios) > 1 {
-			var rs []string
-			for _, x := range ratios {
-				rs = append(rs, fmt.Sprintf("%.2f", x))
-			}
-			fmt.Fprintf(stdout, "full/%s per pair: %s (median %.2f)\n", against, strings.Join(rs, " "), ratio)
-		}
-		fmt.Fprintf(stdout, "CPU per record, full/%s: %.3f (median of the pairs)\n", against, cpuRatio)
-	}
 	peak := 0.0
-	for _, rs := range runs {
-		for _, r := range rs {
-			peak = max(peak, r.PeakRSSMiB)
-		}
+	var all []benchResult
+	for _, p := range plans {
+		rs := runs[p]
+		r := rs[0]
+		runs[p] = rs[1:]
+		all = append(all, r)
+		peak = max(peak, r.PeakRSSMiB)
 	}
+	summary := fmt.Sprintf("e2e: %.0f records/s, baseline %.0f records/s, ratio %.2f, peak RSS %.0f MiB",
+		full.RecordsPerSec, base.RecordsPerSec, ratio, peak)
 	if against == "nolineage" {
-		fmt.Fprintf(stdout, "lineage: on %.0f records/s, off %.0f records/s, ratio %.3f, cost %.1f%%\n",
+		summary = fmt.Sprintf("lineage: on %.0f records/s, off %.0f records/s, ratio %.3f, cost %.1f%%",
 			full.RecordsPerSec, base.RecordsPerSec, ratio, 100*(1-ratio))
+	}
+	if asJSON {
+		// Scripts get one JSON document: the median pair (and the S3 run)
+		// as runs, every run in the order it ran as all_runs, and the
+		// text output's last line as summary.
+		writeJSON(stdout, map[string]any{"runs": results, "all_runs": all, "ratio": ratio, "pair_ratios": ratios,
+			"cpu_ratio": cpuRatio, "cpu_pair_ratios": cpuRatios, "peak_rss_mib": peak, "summary": summary})
 		return nil
 	}
-	fmt.Fprintf(stdout, "e2e: %.0f records/s, baseline %.0f records/s, ratio %.2f, peak RSS %.0f MiB\n",
-		full.RecordsPerSec, base.RecordsPerSec, ratio, peak)
+	fmt.Fprintf(stdout, "%-9s %-7s %10s %12s %9s %9s %10s %8s  %s\n", "pipeline", "store", "records", "records/s", "p50 ms", "p99 ms", "peak RSS", "CPU µs/r", "time per stage")
+	for _, r := range results {
+		fmt.Fprintf(stdout, "%-9s %-7s %10d %12.0f %9.1f %9.1f %7.0f MiB %8.2f  %s\n", r.Mode, r.Store, r.Records,
+			r.RecordsPerSec, r.P50Ms, r.P99Ms, r.PeakRSSMiB, r.CPUMicros, shares(r.StageShare))
+	}
+	if len(ratios) > 1 {
+		var rs []string
+		for _, x := range ratios {
+			rs = append(rs, fmt.Sprintf("%.2f", x))
+		}
+		fmt.Fprintf(stdout, "full/%s per pair: %s (median %.2f)\n", against, strings.Join(rs, " "), ratio)
+	}
+	fmt.Fprintf(stdout, "CPU per record, full/%s: %.3f (median of the pairs)\n", against, cpuRatio)
+	fmt.Fprintln(stdout, summary)
 	return nil
 }
 

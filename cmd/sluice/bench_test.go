@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strings"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -140,13 +139,17 @@ func TestBenchCommand(t *testing.T) {
 	if err != nil {
 		t.Fatalf("sluice bench: %v\n%s", err, out)
 	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	var got struct {
-		Runs  []benchResult `json:"runs"`
-		Ratio float64       `json:"ratio"`
+		Runs    []benchResult `json:"runs"`
+		AllRuns []benchResult `json:"all_runs"`
+		Ratio   float64       `json:"ratio"`
+		Summary string        `json:"summary"`
 	}
-	if err := json.Unmarshal([]byte(strings.Join(lines[:len(lines)-1], "\n")), &got); err != nil {
-		t.Fatalf("%v in %s", err, out)
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatalf("-o json must print one JSON document: %v in %s", err, out)
+	}
+	if len(got.AllRuns) != 2 {
+		t.Errorf("all_runs has %d runs; want 2 (one pair)", len(got.AllRuns))
 	}
 	if len(got.Runs) != 2 || got.Runs[0].Mode != "baseline" || got.Runs[1].Mode != "full" {
 		t.Fatalf("runs %+v; want baseline then full", got.Runs)
@@ -163,8 +166,8 @@ func TestBenchCommand(t *testing.T) {
 	if got.Runs[0].Quarantined != 0 || got.Runs[1].Quarantined == 0 {
 		t.Errorf("quarantined: baseline %d, full %d; want none without policy, some with it", got.Runs[0].Quarantined, got.Runs[1].Quarantined)
 	}
-	last := lines[len(lines)-1]
-	if !regexp.MustCompile(`^e2e: \d+ records/s, baseline \d+ records/s, ratio \d+\.\d\d, peak RSS \d+ MiB$`).MatchString(last) {
-		t.Errorf("last line %q", last)
+	// The text output's last line, which the JSON carries as summary.
+	if !regexp.MustCompile(`^e2e: \d+ records/s, baseline \d+ records/s, ratio \d+\.\d\d, peak RSS \d+ MiB$`).MatchString(got.Summary) {
+		t.Errorf("summary %q", got.Summary)
 	}
 }
