@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+
+	"github.com/sluice-dev/sluice/storage"
 )
 
 // ErrConflict is returned (wrapped) when another writer appended to a chain
@@ -31,9 +33,13 @@ type WriterConfig struct {
 // Writer appends events to hash-chained, signed segments. It is safe for
 // concurrent use: Appends to one chain are serialised, different chains
 // proceed in parallel. Each chain must have one writing process at a time
-// (the Kafka consumer that owns the partition); a writer that finds a
-// segment it did not expect re-reads the chain, and fails with ErrConflict
-// if that does not resolve it.
+// (the Kafka consumer that owns the partition). Should two write it at
+// once anyway (a consumer that lost its partitions in a pause and still
+// finishes a batch), neither can overwrite the other: a segment is put
+// with Store.Create, so of two appends from the same tail exactly one
+// takes the key; the other re-reads the chain and goes after it (or
+// finds its batch recorded already), failing with ErrConflict if that
+// does not resolve it.
 type Writer struct {
 	store    Store
 	prefix   string
@@ -153,7 +159,8 @@ func (w *Writer) state(chain string) *chainState {
 }
 
 // Append writes events as one segment of chain and returns when it is
-// durable: the segment object first, then its signature object. It sets
+// durable: the segment object first (Store.Create: never over another
+// writer's segment), then its signature object. It sets
 // each event's sluice_chain facet (seq, prev) and fills missing
 // _producer/_schemaURL (Event.Stamp). The events of one call are one Kafka
 // batch: all that carry sluice_kafkaOffsets name the same topic, partition
@@ -210,15 +217,14 @@ func (w *Writer) Append(ctx context.Context, chain string, events []*Event) (Seg
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	dir := chainDir(w.prefix, w.pipeline, chain)
-	fresh := false
 	if !st.loaded {
 		if err := w.load(ctx, chain, st); err != nil {
 			return SegmentInfo{}, err
 		}
-		fresh = true
 	}
-	var key string
-	for {
+	var key, head string
+	var data []byte
+	for conflicts := 0; ; conflicts++ {
 		if b != nil && st.batch != nil {
 			if b.Topic != st.batch.Topic || b.Partition != st.batch.Partition {
 				return SegmentInfo{}, fmt.Errorf("%w: chain %s records %s/%d, batch is %s", ErrInvalidEvent, chain, st.batch.Topic, st.batch.Partition, b)
@@ -230,57 +236,53 @@ func (w *Writer) Append(ctx context.Context, chain string, events []*Event) (Seg
 			}
 		}
 		key = segmentKey(dir, st.nextSeq)
-		if fresh || key == st.orphan {
-			break
-		}
-		// Our view of the tail may be stale (the partition moved to another
-		// replica and back): a segment already at our next key says so.
-		_, found, err := readObject(ctx, w.store, key, maxSegmentBytes)
-		if err != nil && !errors.Is(err, ErrCorrupt) {
-			return SegmentInfo{}, err
-		}
-		if !found {
-			break
-		}
-		if err := w.load(ctx, chain, st); err != nil {
-			return SegmentInfo{}, err
-		}
-		fresh = true
-	}
-
-	data := make([]byte, 0, segmentSizeHint(events))
-	head := st.head
-	for i, ev := range events {
-		ev.Run.Facets.Chain = &ChainFacet{
-			BaseFacet: BaseFacet{Producer: ev.Producer, SchemaURL: ChainFacetURL},
-			Seq:       st.nextSeq + uint64(i),
-			Prev:      head,
-		}
-		start := len(data)
 		var err error
-		if data, err = appendEvent(data, ev); err != nil {
-			return SegmentInfo{}, fmt.Errorf("%w: chain %s: event #%d: %v", ErrInvalidEvent, chain, i, err)
+		if data, head, err = encodeSegment(events, st.nextSeq, st.head); err != nil {
+			return SegmentInfo{}, fmt.Errorf("%w: chain %s: %v", ErrInvalidEvent, chain, err)
 		}
-		head = hashLine(data[start:])
-		data = append(data, '\n')
+		if key == st.orphan {
+			if conflicts > 0 {
+				// A Create just lost this key to another writer, whose
+				// segment has no signature yet: most likely that writer is
+				// between its two writes, not crashed. Leave it be; the
+				// caller's retry finds the signature, or, after a crash,
+				// overwrites the leftover.
+				st.loaded = false
+				return SegmentInfo{}, fmt.Errorf("%w: chain %s: segment %s was just written by another writer and has no signature yet", ErrConflict, chain, key)
+			}
+			// A crash's leftover at the tail (a segment without signature,
+			// its batch never acked): this append replaces it.
+			err = w.store.Put(ctx, key, bytes.NewReader(data), int64(len(data)))
+		} else {
+			err = w.store.Create(ctx, key, bytes.NewReader(data), int64(len(data)))
+			if errors.Is(err, storage.ErrExists) && conflicts < maxConflicts {
+				// Another writer extended the chain since this one read its
+				// tail: the partition moved to another consumer and back, or
+				// one that lost it is still finishing a batch. Read the tail
+				// again; the batch is then a replay or goes after it.
+				if err := w.load(ctx, chain, st); err != nil {
+					return SegmentInfo{}, err
+				}
+				continue
+			}
+		}
+		if errors.Is(err, storage.ErrExists) {
+			st.loaded = false
+			return SegmentInfo{}, fmt.Errorf("%w: chain %s: other writers took %d keys in a row, the last %s: %w", ErrConflict, chain, conflicts+1, key, err)
+		}
+		if err != nil {
+			st.loaded = false
+			return SegmentInfo{}, fmt.Errorf("lineage: put segment %s: %w", key, err)
+		}
+		break
 	}
-	if len(data) > maxSegmentBytes {
-		return SegmentInfo{}, fmt.Errorf("%w: chain %s: segment of %d bytes exceeds %d; append fewer events", ErrInvalidEvent, chain, len(data), maxSegmentBytes)
-	}
+	// The signature follows the segment: only the writer whose Create won
+	// the key signs it. A crash between the two leaves a segment without
+	// signature at the chain's tail; Verify reports it until the batch,
+	// which was never acked, is appended again and both are rewritten.
 	sig := signSegment(w.key, data)
-	// The segment and its signature are written at the same time: the
-	// batch's commit waits on both, and each is a durable write. A crash
-	// between them leaves a segment without signature or a signature
-	// without segment; Verify reports either until the batch, which was
-	// never acked, is appended again and both are rewritten at that key.
-	sigErr := make(chan error, 1)
-	go func() { sigErr <- w.store.Put(ctx, key+sigExt, bytes.NewReader(sig), int64(len(sig))) }()
-	segErr := w.store.Put(ctx, key, bytes.NewReader(data), int64(len(data)))
-	if err := <-sigErr; err != nil || segErr != nil {
+	if err := w.store.Put(ctx, key+sigExt, bytes.NewReader(sig), int64(len(sig))); err != nil {
 		st.loaded = false
-		if segErr != nil {
-			return SegmentInfo{}, fmt.Errorf("lineage: put segment %s: %w", key, segErr)
-		}
 		return SegmentInfo{}, fmt.Errorf("lineage: put signature %s%s: %w", key, sigExt, err)
 	}
 	info := SegmentInfo{
@@ -300,6 +302,35 @@ func (w *Writer) Append(ctx context.Context, chain string, events []*Event) (Seg
 		st.batch = b
 	}
 	return info, nil
+}
+
+// maxConflicts bounds how often one Append re-reads a chain that other
+// writers keep extending before it gives up with ErrConflict.
+const maxConflicts = 8
+
+// encodeSegment links events into the chain at seq after head (setting
+// their sluice_chain facets) and encodes them, one line each. It returns
+// the segment's bytes and the new head.
+func encodeSegment(events []*Event, seq uint64, head string) ([]byte, string, error) {
+	data := make([]byte, 0, segmentSizeHint(events))
+	for i, ev := range events {
+		ev.Run.Facets.Chain = &ChainFacet{
+			BaseFacet: BaseFacet{Producer: ev.Producer, SchemaURL: ChainFacetURL},
+			Seq:       seq + uint64(i),
+			Prev:      head,
+		}
+		start := len(data)
+		var err error
+		if data, err = appendEvent(data, ev); err != nil {
+			return nil, "", fmt.Errorf("event #%d: %v", i, err)
+		}
+		head = hashLine(data[start:])
+		data = append(data, '\n')
+	}
+	if len(data) > maxSegmentBytes {
+		return nil, "", fmt.Errorf("segment of %d bytes exceeds %d; append fewer events", len(data), maxSegmentBytes)
+	}
+	return data, head, nil
 }
 
 // segmentSizeHint guesses the encoded size of events, so that the segment

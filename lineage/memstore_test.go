@@ -14,7 +14,7 @@ import (
 )
 
 // memStore is an in-memory Store with the semantics storage.ObjectStore
-// promises (atomic Put, lexical Iter, ErrNotExist), plus hooks to fail
+// promises (atomic Put, exclusive Create, lexical Iter, ErrNotExist), plus hooks to fail
 // writes and to count reads.
 type memStore struct {
 	mu      sync.Mutex
@@ -27,6 +27,14 @@ type memStore struct {
 func newMemStore() *memStore { return &memStore{objects: map[string][]byte{}} }
 
 func (m *memStore) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+	return m.put(key, r, size, false)
+}
+
+func (m *memStore) Create(ctx context.Context, key string, r io.Reader, size int64) error {
+	return m.put(key, r, size, true)
+}
+
+func (m *memStore) put(key string, r io.Reader, size int64, exclusive bool) error {
 	if err := storage.CheckKey(key); err != nil {
 		return err
 	}
@@ -43,6 +51,9 @@ func (m *memStore) Put(ctx context.Context, key string, r io.Reader, size int64)
 		if err := m.failPut(key); err != nil {
 			return err
 		}
+	}
+	if _, ok := m.objects[key]; ok && exclusive {
+		return fmt.Errorf("memstore: create %s: %w", key, storage.ErrExists)
 	}
 	m.objects[key] = data
 	return nil

@@ -17,6 +17,9 @@ type Store interface {
 	// Put writes the object at key atomically; when it returns nil the
 	// object is durable. size is the length of r, or -1.
 	Put(ctx context.Context, key string, r io.Reader, size int64) error
+	// Create is Put that fails with an error matching storage.ErrExists
+	// when key already has an object; of racing Creates exactly one wins.
+	Create(ctx context.Context, key string, r io.Reader, size int64) error
 	// Get opens the object at key; the caller closes it. A missing key
 	// returns an error matching storage.ErrNotExist.
 	Get(ctx context.Context, key string) (io.ReadCloser, error)

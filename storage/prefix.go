@@ -65,6 +65,14 @@ func (p *prefixed) Put(ctx context.Context, key string, r io.Reader, size int64)
 	return p.store.Put(ctx, k, r, size)
 }
 
+func (p *prefixed) Create(ctx context.Context, key string, r io.Reader, size int64) error {
+	k, err := p.full(key)
+	if err != nil {
+		return err
+	}
+	return p.store.Create(ctx, k, r, size)
+}
+
 func (p *prefixed) Delete(ctx context.Context, key string) error {
 	k, err := p.full(key)
 	if err != nil {

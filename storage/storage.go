@@ -10,6 +10,10 @@ import (
 // ErrNotExist is returned (wrapped) when a key has no object.
 var ErrNotExist = errors.New("storage: object does not exist")
 
+// ErrExists is returned (wrapped) by Create when the key already has an
+// object.
+var ErrExists = errors.New("storage: object already exists")
+
 // BucketReader is the read half of an object store. Safe for concurrent use.
 type BucketReader interface {
 	// Get opens the object at key. The caller closes the reader. A missing
@@ -33,9 +37,17 @@ type Attrs struct {
 // never a part) and idempotent: writing the same bytes to the same key
 // twice leaves one object. When Put returns nil the object is durable.
 // size is the exact length of r, or -1 when unknown.
+//
+// Create is Put that never replaces: when the key already has an object it
+// writes nothing and returns an error matching ErrExists, and of several
+// Creates of one key at the same time exactly one succeeds (S3: a
+// conditional PUT with If-None-Match: *; a folder: a hard link, which the
+// kernel refuses over an existing name). Lineage uses it so that two
+// writers can never both extend a chain from the same tail.
 type ObjectStore interface {
 	BucketReader
 	Put(ctx context.Context, key string, r io.Reader, size int64) error
+	Create(ctx context.Context, key string, r io.Reader, size int64) error
 	Delete(ctx context.Context, key string) error
 }
 

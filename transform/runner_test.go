@@ -90,6 +90,14 @@ type memStore struct {
 func newMemStore() *memStore { return &memStore{objs: map[string][]byte{}} }
 
 func (m *memStore) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+	return m.put(ctx, key, r, false)
+}
+
+func (m *memStore) Create(ctx context.Context, key string, r io.Reader, size int64) error {
+	return m.put(ctx, key, r, true)
+}
+
+func (m *memStore) put(ctx context.Context, key string, r io.Reader, exclusive bool) error {
 	if m.failing.Load() > 0 {
 		m.failing.Add(-1)
 		return errors.New("store down")
@@ -122,6 +130,10 @@ func (m *memStore) Put(ctx context.Context, key string, r io.Reader, size int64)
 		return err
 	}
 	m.mu.Lock()
+	if _, ok := m.objs[key]; ok && exclusive {
+		m.mu.Unlock()
+		return fmt.Errorf("%s: %w", key, storage.ErrExists)
+	}
 	m.objs[key] = b
 	m.mu.Unlock()
 	m.puts.Add(1)

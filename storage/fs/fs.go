@@ -115,6 +115,18 @@ func notExist(key string, err error) error {
 // Put writes r to key atomically and durably. With size >= 0, r must hold
 // exactly size bytes, or nothing is written.
 func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+	return s.put(ctx, "put", key, r, size, false)
+}
+
+// Create is Put that fails with storage.ErrExists when key already has an
+// object: the finished temporary file is hard-linked to key, which the
+// kernel refuses over an existing name, so of two Creates of a key exactly
+// one succeeds.
+func (s *Store) Create(ctx context.Context, key string, r io.Reader, size int64) error {
+	return s.put(ctx, "create", key, r, size, true)
+}
+
+func (s *Store) put(ctx context.Context, op, key string, r io.Reader, size int64, exclusive bool) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -125,7 +137,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) er
 	dir := filepath.Dir(p)
 	f, err := createTemp(dir)
 	if err != nil {
-		return fmt.Errorf("fs: put %s: %w", key, err)
+		return fmt.Errorf("fs: %s %s: %w", op, key, err)
 	}
 	tmp := f.Name()
 	committed := false
@@ -137,26 +149,36 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) er
 	}()
 	n, err := io.Copy(f, ctxReader{ctx: ctx, r: r})
 	if err != nil {
-		return fmt.Errorf("fs: put %s: %w", key, err)
+		return fmt.Errorf("fs: %s %s: %w", op, key, err)
 	}
 	if size >= 0 && n != size {
-		return fmt.Errorf("fs: put %s: read %d bytes, size says %d", key, n, size)
+		return fmt.Errorf("fs: %s %s: read %d bytes, size says %d", op, key, n, size)
 	}
 	if err := f.Sync(); err != nil {
-		return fmt.Errorf("fs: put %s: sync: %w", key, err)
+		return fmt.Errorf("fs: %s %s: sync: %w", op, key, err)
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("fs: put %s: %w", key, err)
+		return fmt.Errorf("fs: %s %s: %w", op, key, err)
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, p); err != nil {
-		return fmt.Errorf("fs: put %s: %w", key, err)
+	if exclusive {
+		if err := os.Link(tmp, p); err != nil {
+			if errors.Is(err, iofs.ErrExist) {
+				return fmt.Errorf("fs: %s %s: %w", op, key, storage.ErrExists)
+			}
+			return fmt.Errorf("fs: %s %s: %w", op, key, err)
+		}
+		// The object lives on under key; a temporary name left behind
+		// (Iter skips them) is not worth failing a durable create for.
+		_ = os.Remove(tmp)
+	} else if err := os.Rename(tmp, p); err != nil {
+		return fmt.Errorf("fs: %s %s: %w", op, key, err)
 	}
 	committed = true
 	if err := s.syncs.sync(dir); err != nil {
-		return fmt.Errorf("fs: put %s: sync folder: %w", key, err)
+		return fmt.Errorf("fs: %s %s: sync folder: %w", op, key, err)
 	}
 	return nil
 }

@@ -33,6 +33,9 @@ type Store struct {
 	now func() time.Time
 	// bucketSeen is set once the bucket is known to exist.
 	bucketSeen atomic.Bool
+	// noConditional is set once the server answered a conditional PUT with
+	// 501 Not Implemented: Create then checks and puts (see Create).
+	noConditional atomic.Bool
 }
 
 // ErrNoBucket is returned (wrapped) when the configured bucket does not
@@ -181,6 +184,42 @@ func (s *Store) Iter(ctx context.Context, prefix string, fn func(key string) err
 // With RetentionMode set, the object is locked until RetentionDays after
 // now.
 func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+	return s.put(ctx, "put", key, r, size, false)
+}
+
+// Create is Put with If-None-Match: *, a conditional PUT the server
+// refuses (412 Precondition Failed, returned as storage.ErrExists) when
+// the key already has an object (AWS S3, MinIO and the Versity gateway
+// support it). The object goes up in one request, read into memory first.
+// A server that answers 501 Not Implemented gets a HEAD and a plain PUT
+// instead from then on: that still refuses an existing key, but two
+// Creates at the same moment may both succeed.
+func (s *Store) Create(ctx context.Context, key string, r io.Reader, size int64) error {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return fmt.Errorf("s3: create %s: %w", key, err)
+	}
+	if size >= 0 && int64(len(data)) != size {
+		return fmt.Errorf("s3: create %s: read %d bytes, size says %d", key, len(data), size)
+	}
+	if !s.noConditional.Load() {
+		err := s.put(ctx, "create", key, bytes.NewReader(data), int64(len(data)), true)
+		var resp minio.ErrorResponse
+		if !errors.As(err, &resp) || resp.StatusCode != http.StatusNotImplemented {
+			return err
+		}
+		s.noConditional.Store(true)
+	}
+	switch _, err := s.Stat(ctx, key); {
+	case err == nil:
+		return fmt.Errorf("s3: create %s/%s: %w", s.cfg.Bucket, s.prefix+key, storage.ErrExists)
+	case !errors.Is(err, storage.ErrNotExist):
+		return err
+	}
+	return s.put(ctx, "create", key, bytes.NewReader(data), int64(len(data)), false)
+}
+
+func (s *Store) put(ctx context.Context, op, key string, r io.Reader, size int64, exclusive bool) error {
 	name, err := s.object(key)
 	if err != nil {
 		return err
@@ -197,6 +236,10 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) er
 		opts.Mode = minio.RetentionMode(s.cfg.RetentionMode)
 		opts.RetainUntilDate = s.now().UTC().AddDate(0, 0, s.cfg.RetentionDays)
 	}
+	if exclusive {
+		opts.SetMatchETagExcept("*")
+		opts.DisableMultipart = true
+	}
 	if size < 0 {
 		buf := make([]byte, partSize)
 		n, err := io.ReadFull(r, buf)
@@ -204,13 +247,16 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) er
 		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
 			r, size = bytes.NewReader(buf[:n]), int64(n)
 		case err != nil:
-			return fmt.Errorf("s3: put %s: %w", key, err)
+			return fmt.Errorf("s3: %s %s: %w", op, key, err)
 		default:
 			r = io.MultiReader(bytes.NewReader(buf), r)
 		}
 	}
 	if _, err := s.client.PutObject(ctx, s.cfg.Bucket, name, r, size, opts); err != nil {
-		return s.wrap("put", key, err)
+		if exclusive && minio.ToErrorResponse(err).StatusCode == http.StatusPreconditionFailed {
+			return fmt.Errorf("s3: %s %s/%s: %w", op, s.cfg.Bucket, s.prefix+key, storage.ErrExists)
+		}
+		return s.wrap(op, key, err)
 	}
 	return nil
 }

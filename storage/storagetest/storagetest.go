@@ -11,6 +11,8 @@
 //   - Put with size >= 0 stores exactly size bytes; with -1 it reads r to
 //     its end.
 //   - Invalid keys (storage.CheckKey) are refused with storage.ErrInvalidKey.
+//   - Create over an existing object returns storage.ErrExists and leaves
+//     it as it was; of racing Creates of one key exactly one succeeds.
 package storagetest
 
 import (
@@ -257,6 +259,64 @@ func Run(t *testing.T, store storage.ObjectStore) {
 		got := mustGet(ctx, t, store, key)
 		if !bytes.Equal(got, versions[0]) && !bytes.Equal(got, versions[1]) {
 			t.Fatalf("object is neither version (%d bytes)", len(got))
+		}
+	})
+
+	t.Run("Create", func(t *testing.T) {
+		key := "storagetest/create/obj"
+		first := []byte("first")
+		if err := store.Create(ctx, key, bytes.NewReader(first), int64(len(first))); err != nil {
+			t.Fatalf("Create of a new key: %v", err)
+		}
+		second := []byte("second")
+		err := store.Create(ctx, key, bytes.NewReader(second), int64(len(second)))
+		if !errors.Is(err, storage.ErrExists) {
+			t.Fatalf("Create over an existing object: %v, want ErrExists", err)
+		}
+		if got := mustGet(ctx, t, store, key); !bytes.Equal(got, first) {
+			t.Fatalf("after a refused Create the object is %q, want %q", got, first)
+		}
+		if err := store.Create(ctx, "storagetest/create/unsized", bytes.NewReader(second), -1); err != nil {
+			t.Fatalf("Create with size -1: %v", err)
+		}
+		if got := mustGet(ctx, t, store, "storagetest/create/unsized"); !bytes.Equal(got, second) {
+			t.Fatalf("Create with size -1 stored %q", got)
+		}
+		if names := list(ctx, t, store, "storagetest/create/"); len(names) != 2 {
+			t.Errorf("Iter after Creates: %q; want the two objects and nothing else", names)
+		}
+	})
+
+	t.Run("ConcurrentCreates", func(t *testing.T) {
+		// Of racing Creates of one key exactly one wins, and the object is
+		// the winner's, whole.
+		key := "storagetest/createrace/obj"
+		const n = 8
+		var wg sync.WaitGroup
+		errs := make([]error, n)
+		for i := range n {
+			wg.Go(func() {
+				v := bytes.Repeat([]byte{byte('a' + i)}, 64<<10)
+				errs[i] = store.Create(ctx, key, bytes.NewReader(v), int64(len(v)))
+			})
+		}
+		wg.Wait()
+		winner := -1
+		for i, err := range errs {
+			switch {
+			case err == nil && winner >= 0:
+				t.Fatalf("Creates %d and %d both succeeded", winner, i)
+			case err == nil:
+				winner = i
+			case !errors.Is(err, storage.ErrExists):
+				t.Fatalf("Create %d: %v, want nil or ErrExists", i, err)
+			}
+		}
+		if winner < 0 {
+			t.Fatal("no Create succeeded")
+		}
+		if got := mustGet(ctx, t, store, key); !bytes.Equal(got, bytes.Repeat([]byte{byte('a' + winner)}, 64<<10)) {
+			t.Fatalf("object is not the winner's (%d bytes)", len(got))
 		}
 	})
 
