@@ -52,6 +52,11 @@ lineage discarded instead (events built, not encoded, signed or written):
 the last line then reads
   lineage: on R records/s, off B records/s, ratio R/B, cost C%
 
+Before the runs it times the creation of 200 empty files and warns when
+that is slow (on ext4 without a journal, for minutes after a mass
+deletion): the full pipeline creates five files per batch to the
+baseline's one, so such a run understates it.
+
 The broker and every measured run are separate processes, so peak RSS is the
 pipeline's own. Batch latency is poll to ack (the commit follows within the
 commit interval). Stage shares are of the runner's batch time; ingest
@@ -158,6 +163,12 @@ func benchOrchestrate(ctx context.Context, records, repeat, batch, workers int, 
 		return err
 	}
 	defer os.RemoveAll(tmp)
+	if per, err := createCost(filepath.Join(tmp, "probe"), 200); err == nil && per > slowCreate {
+		fmt.Fprintf(stderr, "warning: creating a file takes %s of CPU in %s right now (under %s on a quiet disk): "+
+			"the full pipeline creates five files per batch to the baseline's one, so this run will understate it. "+
+			"On ext4 this follows a mass deletion (a bench or test cleanup) within the last minutes; wait and run again.\n",
+			per.Round(time.Microsecond), os.TempDir(), slowCreate)
+	}
 
 	fmt.Fprintf(stderr, "loading %d records into the embedded broker...\n", records)
 	broker := exec.CommandContext(ctx, self, "bench", "--role", "broker", "--records", strconv.Itoa(records))
@@ -291,6 +302,29 @@ func benchOrchestrate(ctx context.Context, records, repeat, batch, workers int, 
 	fmt.Fprintf(stdout, "CPU per record, full/%s: %.3f (median of the pairs)\n", against, cpuRatio)
 	fmt.Fprintln(stdout, summary)
 	return nil
+}
+
+// slowCreate is the CPU time per file creation above which the bench
+// warns: 11–20 µs is usual here on a quiet disk, 250–410 µs on ext4
+// without a journal soon after thousands of files were deleted (the inode
+// allocator then steps over each recently freed inode).
+const slowCreate = 60 * time.Microsecond
+
+// createCost creates n empty files in a new folder dir (left for the
+// caller's cleanup) and returns the CPU time one creation took on average.
+func createCost(dir string, n int) (time.Duration, error) {
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return 0, err
+	}
+	c0 := cpuTime()
+	for i := range n {
+		f, err := os.OpenFile(filepath.Join(dir, strconv.Itoa(i)), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+		if err != nil {
+			return 0, err
+		}
+		f.Close()
+	}
+	return (cpuTime() - c0) / time.Duration(n), nil
 }
 
 // medianIndex is the index of the median of xs (the lower middle one of
