@@ -484,14 +484,19 @@ func signSegment(key ed25519.PrivateKey, data []byte) []byte {
 	return []byte(base64.StdEncoding.EncodeToString(ed25519.Sign(key, d[:])) + "\n")
 }
 
-// verifySig checks a .sig object's contents against a segment's bytes.
+// verifySig checks a .sig object's contents against a segment's bytes. It
+// also accepts the first format, a signature of the segment's bytes
+// themselves, which sluice wrote before 2026-11-27: trails from then still
+// verify and are extended. The two cannot be confused: a segment is never
+// 32 bytes long, so no signature of a digest is one of a segment, and the
+// other way round.
 func verifySig(pub ed25519.PublicKey, data, sig []byte) bool {
 	raw, err := base64.StdEncoding.DecodeString(string(bytes.TrimSpace(sig)))
 	if err != nil || len(raw) != ed25519.SignatureSize {
 		return false
 	}
 	d := sha256.Sum256(data)
-	return ed25519.Verify(pub, d[:], raw)
+	return ed25519.Verify(pub, d[:], raw) || (len(data) != sha256.Size && ed25519.Verify(pub, data, raw))
 }
 
 func segBytes(s *segment) int64 {

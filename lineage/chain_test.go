@@ -1,8 +1,10 @@
 package lineage
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -301,6 +303,35 @@ func TestStaleWriter(t *testing.T) {
 	}
 	if rep := mustVerify(t, store, nil); !rep.OK || rep.Segments != 3 {
 		t.Fatalf("verify: %+v", rep)
+	}
+}
+
+// TestFirstSignatureFormat: trails written before signatures were made
+// over the segment's SHA-256 sign the segment's bytes; they still verify,
+// a writer continues them, and a tampered one still fails.
+func TestFirstSignatureFormat(t *testing.T) {
+	ctx := context.Background()
+	store := newMemStore()
+	w := newTestWriter(t, store)
+	infos := appendBatches(t, w, "events-3", "events", 3, 0, 10, 2)
+	for _, info := range infos {
+		legacy := base64.StdEncoding.EncodeToString(ed25519.Sign(testKey(1), store.get(info.Key))) + "\n"
+		store.set(info.Key+sigExt, []byte(legacy))
+	}
+	if rep := mustVerify(t, store, nil); !rep.OK {
+		t.Fatalf("verify of a trail in the first format: %v", rep.Problems)
+	}
+	next := newTestWriter(t, store) // reads the chain's tail, as after an upgrade
+	if info, err := next.Append(ctx, "events-3", batchEvents("events", 3, 20, 29)); err != nil || info.FirstSeq != 6 {
+		t.Fatalf("appending after a first-format segment: %+v, %v", info, err)
+	}
+	if rep := mustVerify(t, store, nil); !rep.OK || rep.Segments != 3 {
+		t.Fatalf("verify of the mixed trail: %+v", rep)
+	}
+	seg := store.get(infos[0].Key)
+	store.set(infos[0].Key, bytes.Replace(seg, []byte(`"events"`), []byte(`"evenTs"`), 1))
+	if rep := mustVerify(t, store, nil); rep.OK {
+		t.Fatal("verify accepts an altered first-format segment")
 	}
 }
 

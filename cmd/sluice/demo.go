@@ -37,7 +37,9 @@ US card data goes to the cloud with user ids pseudonymised, and IN and BR
 data, which must stay in-country, is quarantined.
 
 It stops when every record is committed, verifies the lineage, and prints a
-summary and the commands to inspect the output, which stays in DIR.
+summary and the commands to inspect the output, which stays in DIR. A
+previous demo's output in DIR is removed first (the embedded broker starts
+empty each run, so its lineage would not match); the keys in DIR/keys stay.
 
 Examples:
   sluice demo --dir .demo
@@ -140,6 +142,30 @@ func runDemo(ctx context.Context, o demoOptions) (*demoSummary, error) {
 	spec, err := demoSpec(dir)
 	if err != nil {
 		return nil, err
+	}
+	// The embedded broker starts empty on every run, its offsets at 0, so
+	// a previous run's features and lineage in dir would make every batch
+	// look recorded already. They go; the keys stay.
+	var previous []string
+	subs := []string{"lineage"}
+	for _, sk := range spec.Sinks {
+		subs = append(subs, sk.Name)
+	}
+	for _, sub := range subs {
+		p := filepath.Join(dir, sub)
+		if _, err := os.Stat(p); err == nil {
+			previous = append(previous, p)
+		}
+	}
+	if len(previous) > 0 {
+		if o.progress != nil {
+			fmt.Fprintf(o.progress, "removing the previous demo's output in %s (the embedded broker starts empty each run)\n", dir)
+		}
+		for _, p := range previous {
+			if err := os.RemoveAll(p); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if o.sinkURL != nil {
 		for i := range spec.Sinks {

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -23,12 +25,7 @@ import (
 // OPA, CPU executors, Parquet in folders, signed lineage, commits) and
 // checks what its users care about from the output alone.
 func TestDemoEndToEnd(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end test; -short skips it")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	dir := t.TempDir()
+	ctx, dir := demoTest(t)
 	const events = 12_000
 	sum, err := runDemo(ctx, demoOptions{dir: dir, events: events, partitions: 4, seed: 7})
 	if err != nil {
@@ -146,6 +143,42 @@ func TestDemoEndToEnd(t *testing.T) {
 	if sum.RowsByExecutor["aws-us-east-1"] == 0 || sum.RowsByExecutor["onprem-fra"] == 0 {
 		t.Errorf("rows per executor %v: want both executors used", sum.RowsByExecutor)
 	}
+}
+
+// TestDemoTwiceInOneFolder: `make demo` keeps its output in .demo; run
+// again, it must process the new stream (its broker starts at offset 0
+// again), not take every batch for one the old lineage records.
+func TestDemoTwiceInOneFolder(t *testing.T) {
+	ctx, dir := demoTest(t)
+	const events = 3000
+	for run := range 2 {
+		var progress bytes.Buffer
+		sum, err := runDemo(ctx, demoOptions{dir: dir, events: events, partitions: 2, seed: uint64(run + 1), progress: &progress})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sum.RecordsIn != events || !sum.Verified {
+			t.Fatalf("run %d: records in %d, verified %v (%v); want %d, true", run+1, sum.RecordsIn, sum.Verified, sum.VerifyProblems, events)
+		}
+		if said := strings.Contains(progress.String(), "removing the previous demo's output"); said != (run == 1) {
+			t.Errorf("run %d: said it removed a previous output: %v", run+1, said)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "keys", "lineage.key")); err != nil {
+		t.Errorf("the signing key did not survive the second run: %v", err)
+	}
+}
+
+// demoTest skips under -short and gives an end-to-end demo test its
+// deadline and folder.
+func demoTest(t *testing.T) (context.Context, string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end test; -short skips it")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	return ctx, t.TempDir()
 }
 
 type object struct {
