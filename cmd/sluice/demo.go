@@ -53,6 +53,9 @@ type demoOptions struct {
 	partitions int
 	seed       uint64
 	progress   io.Writer // nil: no progress line
+	// progressLines prints a progress line every 2s instead of rewriting
+	// one line in place (for logs and pipes, not terminals).
+	progressLines bool
 	logger     *slog.Logger
 	// sinkURL and lineageURL, when set, replace the folders under dir
 	// (tests point them at an S3 server).
@@ -113,6 +116,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	if !*quiet {
 		opts.progress = stderr
+		opts.progressLines = !isTerminal(stderr)
 	}
 	sum, err := runDemo(ctx, opts)
 	if err != nil {
@@ -213,15 +217,25 @@ func runDemo(ctx context.Context, o demoOptions) (*demoSummary, error) {
 	total := int64(o.events)
 	var tick func(committed int64)
 	if o.progress != nil {
+		var last time.Time
 		tick = func(committed int64) {
+			if o.progressLines && time.Since(last) < 2*time.Second {
+				return
+			}
+			last = time.Now()
 			s := p.runner.Stats()
 			el := time.Since(start).Seconds()
-			fmt.Fprintf(o.progress, "\rcommitted %d/%d (%3.0f%%)  features %d  dead letters %d  quarantined %d  %.0f rec/s   ",
+			line := fmt.Sprintf("committed %d/%d (%3.0f%%)  features %d  dead letters %d  quarantined %d  %.0f rec/s",
 				committed, total, 100*float64(committed)/float64(total), s.FeatureRows, s.DeadLetters, s.Quarantined, float64(s.Records)/el)
+			if o.progressLines {
+				fmt.Fprintln(o.progress, line)
+			} else {
+				fmt.Fprintf(o.progress, "\r%s   ", line)
+			}
 		}
 	}
 	committed, err := drain(ctx, p.runner.Run, p.source, ends, tick)
-	if o.progress != nil {
+	if o.progress != nil && !o.progressLines {
 		fmt.Fprintln(o.progress)
 	}
 	if err != nil {
@@ -447,4 +461,14 @@ func printDemoSummary(w io.Writer, s *demoSummary, kept bool) {
 	fmt.Fprintf(w, "  sluice lineage trace  --store %s --topic %s --partition 0 --offset 42\n", store, s.Topic)
 	fmt.Fprintf(w, "  find %s -name '*.parquet' | head\n", s.Dir)
 	fmt.Fprintf(w, "  duckdb -c \"SELECT location, count(*) FROM read_parquet('%s/*/pipeline=*/**/*.parquet', hive_partitioning=true) GROUP BY 1\"\n", s.Dir)
+}
+
+// isTerminal reports whether w is a terminal (a character device).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
