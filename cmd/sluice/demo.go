@@ -56,7 +56,7 @@ type demoOptions struct {
 	// progressLines prints a progress line every 2s instead of rewriting
 	// one line in place (for logs and pipes, not terminals).
 	progressLines bool
-	logger     *slog.Logger
+	logger        *slog.Logger
 	// sinkURL and lineageURL, when set, replace the folders under dir
 	// (tests point them at an S3 server).
 	sinkURL    func(sink string) string
