@@ -185,10 +185,12 @@ func (s *Store) put(ctx context.Context, op, key string, r io.Reader, size int64
 
 // createTemp creates a temporary file in dir, creating dir (and fsyncing
 // the new folders' parents so they survive a crash) when needed. It retries
-// when a concurrent Delete removed an emptied folder in between.
+// when a concurrent Delete removed an emptied folder in between; a Delete
+// looping on the same folders can win several rounds in a row (seen with
+// 5 attempts under a loaded make test), hence the generous bound.
 func createTemp(dir string) (*os.File, error) {
 	var err error
-	for range 5 {
+	for range 100 {
 		var f *os.File
 		f, err = os.CreateTemp(dir, tmpPrefix+"*")
 		if err == nil {
