@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/sluice-dev/sluice/storage"
 )
@@ -28,6 +29,11 @@ type WriterConfig struct {
 	Pipeline string
 	// Key signs every segment. Required (see LoadOrCreateKey).
 	Key ed25519.PrivateKey
+	// OrphanGrace is how long a segment without signature at a chain's
+	// tail, written by another writer, is left alone before it is taken
+	// for a crash's leftover and replaced: a writer between its segment and
+	// its signature normally takes milliseconds. Default 10s.
+	OrphanGrace time.Duration
 }
 
 // Writer appends events to hash-chained, signed segments. It is safe for
@@ -46,6 +52,7 @@ type Writer struct {
 	pipeline string
 	key      ed25519.PrivateKey
 	pub      ed25519.PublicKey
+	grace    time.Duration // WriterConfig.OrphanGrace
 
 	mu        sync.Mutex
 	chains    map[string]*chainState
@@ -61,8 +68,19 @@ type chainState struct {
 	batch   *batchRef // the chain's latest Kafka batch, nil when none
 	last    SegmentInfo
 	// orphan is a trailing segment without signature: a write that did not
-	// complete. The next Append writes the same key and replaces it.
-	orphan string
+	// complete, or one in progress. The next Append writes the same key and
+	// replaces it when it is this writer's own (ownOrphan: its signature
+	// write failed) or has stayed unsigned for WriterConfig.OrphanGrace
+	// since orphanSince, when this writer first saw it.
+	orphan      string
+	ownOrphan   string
+	orphanKey   string // the orphan orphanSince is about; load keeps both
+	orphanSince time.Time
+	// staleSig is a signature at the chain's next key with no segment (a
+	// crash of the parallel writes of builds before 2026-11-27): it is
+	// deleted before a segment is created there, or it would vouch (wrongly)
+	// for the new one.
+	staleSig string
 }
 
 // SegmentInfo describes a written segment.
@@ -97,10 +115,15 @@ func NewWriter(store Store, cfg WriterConfig) (*Writer, error) {
 	if prefix == "" {
 		prefix = defaultRoot
 	}
+	grace := cfg.OrphanGrace
+	if grace <= 0 {
+		grace = 10 * time.Second
+	}
 	return &Writer{
 		store:    store,
 		prefix:   prefix,
 		pipeline: cfg.Pipeline,
+		grace:    grace,
 		key:      cfg.Key,
 		pub:      cfg.Key.Public().(ed25519.PublicKey),
 		chains:   map[string]*chainState{},
@@ -241,19 +264,38 @@ func (w *Writer) Append(ctx context.Context, chain string, events []*Event) (Seg
 			return SegmentInfo{}, fmt.Errorf("%w: chain %s: %v", ErrInvalidEvent, chain, err)
 		}
 		if key == st.orphan {
-			if conflicts > 0 {
-				// A Create just lost this key to another writer, whose
-				// segment has no signature yet: most likely that writer is
-				// between its two writes, not crashed. Leave it be; the
-				// caller's retry finds the signature, or, after a crash,
-				// overwrites the leftover.
-				st.loaded = false
-				return SegmentInfo{}, fmt.Errorf("%w: chain %s: segment %s was just written by another writer and has no signature yet", ErrConflict, chain, key)
+			if key != st.ownOrphan {
+				// Another writer's segment without signature: most likely
+				// that writer is between its two writes, not crashed. It is
+				// left alone for the grace period (the caller retries), and
+				// even then replaced only if it is still unsigned now.
+				if conflicts > 0 || time.Since(st.orphanSince) < w.grace {
+					st.loaded = false
+					return SegmentInfo{}, fmt.Errorf("%w: chain %s: segment %s has no signature yet; it is left to its writer for %s before it is taken for a crash's leftover", ErrConflict, chain, key, w.grace)
+				}
+				_, signed, err := readObject(ctx, w.store, key+sigExt, 1<<10)
+				if err != nil {
+					st.loaded = false
+					return SegmentInfo{}, err
+				}
+				if signed {
+					if err := w.load(ctx, chain, st); err != nil {
+						return SegmentInfo{}, err
+					}
+					continue
+				}
 			}
 			// A crash's leftover at the tail (a segment without signature,
 			// its batch never acked): this append replaces it.
 			err = w.store.Put(ctx, key, bytes.NewReader(data), int64(len(data)))
 		} else {
+			if key+sigExt == st.staleSig {
+				if err := w.store.Delete(ctx, st.staleSig); err != nil {
+					st.loaded = false
+					return SegmentInfo{}, fmt.Errorf("lineage: delete stray signature %s: %w", st.staleSig, err)
+				}
+				st.staleSig = ""
+			}
 			err = w.store.Create(ctx, key, bytes.NewReader(data), int64(len(data)))
 			if errors.Is(err, storage.ErrExists) && conflicts < maxConflicts {
 				// Another writer extended the chain since this one read its
@@ -261,6 +303,7 @@ func (w *Writer) Append(ctx context.Context, chain string, events []*Event) (Seg
 				// one that lost it is still finishing a batch. Read the tail
 				// again; the batch is then a replay or goes after it.
 				if err := w.load(ctx, chain, st); err != nil {
+					st.loaded = false
 					return SegmentInfo{}, err
 				}
 				continue
@@ -282,9 +325,11 @@ func (w *Writer) Append(ctx context.Context, chain string, events []*Event) (Seg
 	// which was never acked, is appended again and both are rewritten.
 	sig := signSegment(w.key, data)
 	if err := w.store.Put(ctx, key+sigExt, bytes.NewReader(sig), int64(len(sig))); err != nil {
-		st.loaded = false
+		// The segment is this writer's: the retry may replace it at once.
+		st.loaded, st.ownOrphan = false, key
 		return SegmentInfo{}, fmt.Errorf("lineage: put signature %s%s: %w", key, sigExt, err)
 	}
+	st.ownOrphan = ""
 	info := SegmentInfo{
 		Key:      key,
 		Chain:    chain,
@@ -405,12 +450,22 @@ func (w *Writer) load(ctx context.Context, chain string, st *chainState) error {
 	}
 	slices.SortFunc(segs, func(a, b keyInfo) int { return cmp.Compare(a.seq, b.seq) })
 
-	st.loaded, st.nextSeq, st.head, st.batch, st.last, st.orphan = false, 0, "", nil, SegmentInfo{}, ""
+	st.loaded, st.nextSeq, st.head, st.batch, st.last, st.orphan, st.staleSig = false, 0, "", nil, SegmentInfo{}, "", ""
 	i := len(segs) - 1
 	if i >= 0 && !sigs[segs[i].segment] {
 		st.orphan = segs[i].segment
+		if st.orphanKey != st.orphan {
+			st.orphanKey, st.orphanSince = st.orphan, time.Now()
+		}
 		i--
 	}
+	defer func() {
+		// A signature at the next key without its segment (sigs holds the
+		// segment keys that have one).
+		if next := segmentKey(dir, st.nextSeq); st.loaded && next != st.orphan && sigs[next] {
+			st.staleSig = next + sigExt
+		}
+	}()
 	if i < 0 {
 		st.loaded = true
 		return nil

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 func newTestWriter(t testing.TB, store Store) *Writer {
@@ -220,9 +221,10 @@ func TestReplay(t *testing.T) {
 }
 
 // TestCrashBetweenSegmentAndSignature: a segment and its signature are
-// written at the same time, so a crash can leave either one alone. Verify
-// flags it until the batch, which was never acked, is appended again and
-// both are rewritten.
+// written one after the other, so a crash can leave the segment alone.
+// Verify flags it until the batch, which was never acked, is appended again
+// and both are rewritten: at once by the writer that wrote it, after
+// WriterConfig.OrphanGrace by a restarted one.
 func TestCrashBetweenSegmentAndSignature(t *testing.T) {
 	ctx := context.Background()
 	for _, tc := range []struct {
@@ -256,7 +258,18 @@ func TestCrashBetweenSegmentAndSignature(t *testing.T) {
 					t.Fatalf("verify after a half-written segment: %v", rep.Problems)
 				}
 				if restart {
-					w = newTestWriter(t, store)
+					const grace = 50 * time.Millisecond
+					var err error
+					if w, err = NewWriter(store, WriterConfig{Pipeline: testPipeline, Key: testKey(1), OrphanGrace: grace}); err != nil {
+						t.Fatal(err)
+					}
+					if tc.problem != "" {
+						// Another process's unsigned segment is left alone first.
+						if _, err := w.Append(ctx, "events-3", batchEvents("events", 3, 20, 29)); !errors.Is(err, ErrConflict) {
+							t.Fatalf("restarted writer replaced an unsigned segment at once: %v", err)
+						}
+						time.Sleep(grace)
+					}
 				}
 				// The runner never acked the batch, so it comes again.
 				info, err := w.Append(ctx, "events-3", batchEvents("events", 3, 20, 29))
@@ -405,12 +418,13 @@ func TestRacingWritersNeverOverwrite(t *testing.T) {
 // TestRacingWriterBetweenItsWrites: the first writer has put its segment
 // but not yet its signature when the second finds the key taken. The
 // unsigned segment is then most likely in progress, not a crash's
-// leftover: the second must not overwrite it at once, but fail with
-// ErrConflict (the runner retries); a later attempt treats it as a
-// leftover.
+// leftover: the second must leave it alone (ErrConflict, the runner
+// retries) and, once the first has signed it, take its own batch for a
+// replay rather than overwrite a signed segment.
 func TestRacingWriterBetweenItsWrites(t *testing.T) {
 	ctx := context.Background()
 	store, first, race, second := racingWriters(t)
+	const seg = "lineage/pipeline=card-fraud/chain=events-3/00000000000000000003.ndjson"
 	race.before = func() {
 		store.failPut = func(key string) error {
 			if strings.HasSuffix(key, ".sig") {
@@ -421,18 +435,55 @@ func TestRacingWriterBetweenItsWrites(t *testing.T) {
 		_, _ = first.Append(ctx, "events-3", batchEvents("events", 3, 10, 19))
 		store.failPut = nil
 	}
-	if _, err := second.Append(ctx, "events-3", batchEvents("events", 3, 10, 19)); !errors.Is(err, ErrConflict) {
-		t.Fatalf("Append against a segment just written by another: %v, want ErrConflict", err)
+	for attempt := range 2 {
+		if _, err := second.Append(ctx, "events-3", batchEvents("events", 3, 10, 19)); !errors.Is(err, ErrConflict) {
+			t.Fatalf("attempt %d against a segment another writer has not signed yet: %v, want ErrConflict", attempt+1, err)
+		}
 	}
-	if store.get("lineage/pipeline=card-fraud/chain=events-3/00000000000000000003.ndjson.sig") != nil {
+	if store.get(seg+".sig") != nil {
 		t.Fatal("the second writer signed the first's segment")
 	}
-	// Still no signature on the retry: a crash's leftover, replaced.
+	written := store.get(seg)
+	store.set(seg+".sig", signSegment(testKey(1), written)) // the first writer resumes and signs
 	info, err := second.Append(ctx, "events-3", batchEvents("events", 3, 10, 19))
-	if err != nil || info.Replayed || info.FirstSeq != 3 {
-		t.Fatalf("retry: %+v, %v; want the batch written at seq 3", info, err)
+	if err != nil || !info.Replayed {
+		t.Fatalf("after the first signed: %+v, %v; want the batch taken for a replay", info, err)
+	}
+	if !bytes.Equal(store.get(seg), written) {
+		t.Fatal("the second writer overwrote the first's signed segment")
 	}
 	if rep := mustVerify(t, store, nil); !rep.OK || rep.Segments != 2 {
+		t.Fatalf("verify: %+v", rep)
+	}
+}
+
+// TestStraySignatureFromOlderBuild: builds before 2026-11-27 wrote a
+// segment and its signature in parallel, so a crash could leave a
+// signature with no segment at the chain's next key. A segment created
+// there must not be vouched for by it: were the new signature's write to
+// fail, the chain would read as altered and stall for good.
+func TestStraySignatureFromOlderBuild(t *testing.T) {
+	ctx := context.Background()
+	store := newMemStore()
+	w := newTestWriter(t, store)
+	appendBatches(t, w, "events-3", "events", 3, 0, 10, 2)
+	const next = "lineage/pipeline=card-fraud/chain=events-3/00000000000000000006.ndjson"
+	store.set(next+".sig", signSegment(testKey(1), []byte("a segment that never landed\n")))
+	w = newTestWriter(t, store) // after the upgrade
+	store.failPut = func(key string) error {
+		if strings.HasSuffix(key, ".sig") {
+			return errors.New("disk full")
+		}
+		return nil
+	}
+	if _, err := w.Append(ctx, "events-3", batchEvents("events", 3, 20, 29)); err == nil {
+		t.Fatal("Append succeeded although its signature was not written")
+	}
+	store.failPut = nil
+	if info, err := w.Append(ctx, "events-3", batchEvents("events", 3, 20, 29)); err != nil || info.FirstSeq != 6 {
+		t.Fatalf("retry: %+v, %v; want the batch written at seq 6", info, err)
+	}
+	if rep := mustVerify(t, store, nil); !rep.OK || rep.Segments != 3 {
 		t.Fatalf("verify: %+v", rep)
 	}
 }

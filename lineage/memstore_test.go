@@ -59,6 +59,11 @@ func (m *memStore) put(key string, r io.Reader, size int64, exclusive bool) erro
 	return nil
 }
 
+func (m *memStore) Delete(ctx context.Context, key string) error {
+	m.del(key)
+	return nil
+}
+
 func (m *memStore) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -168,6 +168,9 @@ func (s *Store) put(ctx context.Context, op, key string, r io.Reader, size int64
 			if errors.Is(err, iofs.ErrExist) {
 				return fmt.Errorf("fs: %s %s: %w", op, key, storage.ErrExists)
 			}
+			if errors.Is(err, iofs.ErrPermission) || errors.Is(err, errors.ErrUnsupported) {
+				return fmt.Errorf("fs: %s %s: this filesystem refuses hard links, which create-only writes (lineage segments) need: %w", op, key, err)
+			}
 			return fmt.Errorf("fs: %s %s: %w", op, key, err)
 		}
 		// The object lives on under key; a temporary name left behind

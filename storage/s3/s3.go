@@ -195,20 +195,27 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) er
 // instead from then on: that still refuses an existing key, but two
 // Creates at the same moment may both succeed.
 func (s *Store) Create(ctx context.Context, key string, r io.Reader, size int64) error {
-	data, err := io.ReadAll(r)
-	if err != nil {
-		return fmt.Errorf("s3: create %s: %w", key, err)
-	}
-	if size >= 0 && int64(len(data)) != size {
-		return fmt.Errorf("s3: create %s: read %d bytes, size says %d", key, len(data), size)
+	body, ok := r.(io.ReadSeeker) // read again if the conditional PUT is refused
+	if !ok || size < 0 {
+		data, err := io.ReadAll(r)
+		if err != nil {
+			return fmt.Errorf("s3: create %s: %w", key, err)
+		}
+		if size >= 0 && int64(len(data)) != size {
+			return fmt.Errorf("s3: create %s: read %d bytes, size says %d", key, len(data), size)
+		}
+		body, size = bytes.NewReader(data), int64(len(data))
 	}
 	if !s.noConditional.Load() {
-		err := s.put(ctx, "create", key, bytes.NewReader(data), int64(len(data)), true)
+		err := s.put(ctx, "create", key, body, size, true)
 		var resp minio.ErrorResponse
-		if !errors.As(err, &resp) || resp.StatusCode != http.StatusNotImplemented {
+		if !errors.As(err, &resp) || (resp.StatusCode != http.StatusNotImplemented && resp.Code != "NotImplemented") {
 			return err
 		}
 		s.noConditional.Store(true)
+		if _, err := body.Seek(0, io.SeekStart); err != nil {
+			return fmt.Errorf("s3: create %s: %w", key, err)
+		}
 	}
 	switch _, err := s.Stat(ctx, key); {
 	case err == nil:
@@ -216,7 +223,7 @@ func (s *Store) Create(ctx context.Context, key string, r io.Reader, size int64)
 	case !errors.Is(err, storage.ErrNotExist):
 		return err
 	}
-	return s.put(ctx, "create", key, bytes.NewReader(data), int64(len(data)), false)
+	return s.put(ctx, "create", key, body, size, false)
 }
 
 func (s *Store) put(ctx context.Context, op, key string, r io.Reader, size int64, exclusive bool) error {
@@ -253,8 +260,11 @@ func (s *Store) put(ctx context.Context, op, key string, r io.Reader, size int64
 		}
 	}
 	if _, err := s.client.PutObject(ctx, s.cfg.Bucket, name, r, size, opts); err != nil {
-		if exclusive && minio.ToErrorResponse(err).StatusCode == http.StatusPreconditionFailed {
-			return fmt.Errorf("s3: %s %s/%s: %w", op, s.cfg.Bucket, s.prefix+key, storage.ErrExists)
+		// 412: the key has an object. 409 ConditionalRequestConflict (AWS):
+		// another conditional write of the key is in progress, and one of
+		// the two wins; the caller treats both alike and reads the key.
+		if resp := minio.ToErrorResponse(err); exclusive && (resp.StatusCode == http.StatusPreconditionFailed || resp.Code == "ConditionalRequestConflict") {
+			return fmt.Errorf("s3: %s %s/%s: %w (%s)", op, s.cfg.Bucket, s.prefix+key, storage.ErrExists, resp.Code)
 		}
 		return s.wrap(op, key, err)
 	}
