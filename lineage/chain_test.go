@@ -240,12 +240,7 @@ func TestCrashBetweenSegmentAndSignature(t *testing.T) {
 				store := newMemStore()
 				w := newTestWriter(t, store)
 				appendBatches(t, w, "events-3", "events", 3, 0, 10, 2)
-				store.failPut = func(key string) error {
-					if strings.HasSuffix(key, tc.lost) {
-						return errors.New("disk full")
-					}
-					return nil
-				}
+				store.failWrites(tc.lost, "disk full")
 				if _, err := w.Append(ctx, "events-3", batchEvents("events", 3, 20, 29)); err == nil {
 					t.Fatalf("Append succeeded although its %s was not written", tc.lost)
 				}
@@ -426,12 +421,7 @@ func TestRacingWriterBetweenItsWrites(t *testing.T) {
 	store, first, race, second := racingWriters(t)
 	const seg = "lineage/pipeline=card-fraud/chain=events-3/00000000000000000003.ndjson"
 	race.before = func() {
-		store.failPut = func(key string) error {
-			if strings.HasSuffix(key, ".sig") {
-				return errors.New("paused before its signature")
-			}
-			return nil
-		}
+		store.failWrites(".sig", "paused before its signature")
 		_, _ = first.Append(ctx, "events-3", batchEvents("events", 3, 10, 19))
 		store.failPut = nil
 	}
@@ -470,12 +460,7 @@ func TestStraySignatureFromOlderBuild(t *testing.T) {
 	const next = "lineage/pipeline=card-fraud/chain=events-3/00000000000000000006.ndjson"
 	store.set(next+".sig", signSegment(testKey(1), []byte("a segment that never landed\n")))
 	w = newTestWriter(t, store) // after the upgrade
-	store.failPut = func(key string) error {
-		if strings.HasSuffix(key, ".sig") {
-			return errors.New("disk full")
-		}
-		return nil
-	}
+	store.failWrites(".sig", "disk full")
 	if _, err := w.Append(ctx, "events-3", batchEvents("events", 3, 20, 29)); err == nil {
 		t.Fatal("Append succeeded although its signature was not written")
 	}

@@ -3,6 +3,7 @@ package lineage
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -57,6 +58,17 @@ func (m *memStore) put(key string, r io.Reader, size int64, exclusive bool) erro
 	}
 	m.objects[key] = data
 	return nil
+}
+
+// failWrites makes every write of a key ending in suffix fail with msg,
+// until failPut is set to nil.
+func (m *memStore) failWrites(suffix, msg string) {
+	m.failPut = func(key string) error {
+		if strings.HasSuffix(key, suffix) {
+			return errors.New(msg)
+		}
+		return nil
+	}
 }
 
 func (m *memStore) Delete(ctx context.Context, key string) error {
