@@ -30,9 +30,11 @@ type WriterConfig struct {
 	// Key signs every segment. Required (see LoadOrCreateKey).
 	Key ed25519.PrivateKey
 	// OrphanGrace is how long a segment without signature at a chain's
-	// tail, written by another writer, is left alone before it is taken
-	// for a crash's leftover and replaced: a writer between its segment and
-	// its signature normally takes milliseconds. Default 10s.
+	// tail is left alone before it is taken for a crash's leftover and
+	// replaced. Only trails written before signatures moved into the
+	// segment have such segments (their writer put the segment, then a
+	// separate signature object, milliseconds apart); one may still be
+	// between its two writes during an upgrade. Default 10s.
 	OrphanGrace time.Duration
 }
 
@@ -41,11 +43,11 @@ type WriterConfig struct {
 // proceed in parallel. Each chain must have one writing process at a time
 // (the Kafka consumer that owns the partition). Should two write it at
 // once anyway (a consumer that lost its partitions in a pause and still
-// finishes a batch), neither can overwrite the other: a segment is put
-// with Store.Create, so of two appends from the same tail exactly one
-// takes the key; the other re-reads the chain and goes after it (or
-// finds its batch recorded already), failing with ErrConflict if that
-// does not resolve it.
+// finishes a batch), neither can overwrite the other: a segment, its
+// signature included, is put with one Store.Create, so of two appends
+// from the same tail exactly one takes the key; the other re-reads the
+// chain and goes after it (or finds its batch recorded already), failing
+// with ErrConflict if that does not resolve it.
 type Writer struct {
 	store    Store
 	prefix   string
@@ -67,20 +69,14 @@ type chainState struct {
 	head    string    // hash of the chain's last event line
 	batch   *batchRef // the chain's latest Kafka batch, nil when none
 	last    SegmentInfo
-	// orphan is a trailing segment without signature: a write that did not
-	// complete, or one in progress. The next Append writes the same key and
-	// replaces it when it is this writer's own (ownOrphan: its signature
-	// write failed) or has stayed unsigned for WriterConfig.OrphanGrace
-	// since orphanSince, when this writer first saw it.
+	// orphan is a trailing segment without signature, which only earlier
+	// trails have (a separate signature object that was not written, or
+	// not yet). The next Append writes the same key and replaces it once it
+	// has stayed unsigned for WriterConfig.OrphanGrace since orphanSince,
+	// when this writer first saw it.
 	orphan      string
-	ownOrphan   string
 	orphanKey   string // the orphan orphanSince is about; load keeps both
 	orphanSince time.Time
-	// staleSig is a signature at the chain's next key with no segment (a
-	// crash of the parallel writes of builds before 2026-11-27): it is
-	// deleted before a segment is created there, or it would vouch (wrongly)
-	// for the new one.
-	staleSig string
 }
 
 // SegmentInfo describes a written segment.
@@ -182,8 +178,8 @@ func (w *Writer) state(chain string) *chainState {
 }
 
 // Append writes events as one segment of chain and returns when it is
-// durable: the segment object first (Store.Create: never over another
-// writer's segment), then its signature object. It sets
+// durable: the event lines and, as the last line, their signature, in one
+// Store.Create (never over another writer's segment). It sets
 // each event's sluice_chain facet (seq, prev) and fills missing
 // _producer/_schemaURL (Event.Stamp). The events of one call are one Kafka
 // batch: all that carry sluice_kafkaOffsets name the same topic, partition
@@ -192,8 +188,9 @@ func (w *Writer) state(chain string) *chainState {
 //
 // On first use of a chain the writer reads the chain's last segment from
 // the store and continues after it, so a restarted process extends the
-// chain instead of forking it. A trailing segment without signature (a
-// crash between the two writes) is overwritten by the next Append.
+// chain instead of forking it. A trailing segment without signature (in
+// an earlier trail: a crash between its two writes) is overwritten by the
+// next Append, after WriterConfig.OrphanGrace.
 //
 // Replays: when the chain already records offsets up to L and the batch
 // ends at or before L (First..Last ⊆ what an earlier Append made durable),
@@ -263,39 +260,32 @@ func (w *Writer) Append(ctx context.Context, chain string, events []*Event) (Seg
 		if data, head, err = encodeSegment(events, st.nextSeq, st.head); err != nil {
 			return SegmentInfo{}, fmt.Errorf("%w: chain %s: %v", ErrInvalidEvent, chain, err)
 		}
+		data = appendSignature(data, w.key)
 		if key == st.orphan {
-			if key != st.ownOrphan {
-				// Another writer's segment without signature: most likely
-				// that writer is between its two writes, not crashed. It is
-				// left alone for the grace period (the caller retries), and
-				// even then replaced only if it is still unsigned now.
-				if conflicts > 0 || time.Since(st.orphanSince) < w.grace {
-					st.loaded = false
-					return SegmentInfo{}, fmt.Errorf("%w: chain %s: segment %s has no signature yet; it is left to its writer for %s before it is taken for a crash's leftover", ErrConflict, chain, key, w.grace)
-				}
-				_, signed, err := readObject(ctx, w.store, key+sigExt, 1<<10)
-				if err != nil {
-					st.loaded = false
+			// An earlier trail's segment without signature (its writer put
+			// the segment and the signature separately): most likely that
+			// writer is between its two writes, not crashed. It is left
+			// alone for the grace period (the caller retries), and even
+			// then replaced only if it is still unsigned now.
+			if conflicts > 0 || time.Since(st.orphanSince) < w.grace {
+				st.loaded = false
+				return SegmentInfo{}, fmt.Errorf("%w: chain %s: segment %s has no signature yet; it is left to its writer for %s before it is taken for a crash's leftover", ErrConflict, chain, key, w.grace)
+			}
+			_, signed, rerr := readObject(ctx, w.store, key+sigExt, 1<<10)
+			if rerr != nil {
+				st.loaded = false
+				return SegmentInfo{}, rerr
+			}
+			if signed {
+				if err := w.load(ctx, chain, st); err != nil {
 					return SegmentInfo{}, err
 				}
-				if signed {
-					if err := w.load(ctx, chain, st); err != nil {
-						return SegmentInfo{}, err
-					}
-					continue
-				}
+				continue
 			}
 			// A crash's leftover at the tail (a segment without signature,
 			// its batch never acked): this append replaces it.
 			err = w.store.Put(ctx, key, bytes.NewReader(data), int64(len(data)))
 		} else {
-			if key+sigExt == st.staleSig {
-				if err := w.store.Delete(ctx, st.staleSig); err != nil {
-					st.loaded = false
-					return SegmentInfo{}, fmt.Errorf("lineage: delete stray signature %s: %w", st.staleSig, err)
-				}
-				st.staleSig = ""
-			}
 			err = w.store.Create(ctx, key, bytes.NewReader(data), int64(len(data)))
 			if errors.Is(err, storage.ErrExists) && conflicts < maxConflicts {
 				// Another writer extended the chain since this one read its
@@ -319,17 +309,6 @@ func (w *Writer) Append(ctx context.Context, chain string, events []*Event) (Seg
 		}
 		break
 	}
-	// The signature follows the segment: only the writer whose Create won
-	// the key signs it. A crash between the two leaves a segment without
-	// signature at the chain's tail; Verify reports it until the batch,
-	// which was never acked, is appended again and both are rewritten.
-	sig := signSegment(w.key, data)
-	if err := w.store.Put(ctx, key+sigExt, bytes.NewReader(sig), int64(len(sig))); err != nil {
-		// The segment is this writer's: the retry may replace it at once.
-		st.loaded, st.ownOrphan = false, key
-		return SegmentInfo{}, fmt.Errorf("lineage: put signature %s%s: %w", key, sigExt, err)
-	}
-	st.ownOrphan = ""
 	info := SegmentInfo{
 		Key:      key,
 		Chain:    chain,
@@ -355,7 +334,8 @@ const maxConflicts = 8
 
 // encodeSegment links events into the chain at seq after head (setting
 // their sluice_chain facets) and encodes them, one line each. It returns
-// the segment's bytes and the new head.
+// the segment's event lines (appendSignature adds the last) and the new
+// head.
 func encodeSegment(events []*Event, seq uint64, head string) ([]byte, string, error) {
 	data := make([]byte, 0, segmentSizeHint(events))
 	for i, ev := range events {
@@ -372,17 +352,17 @@ func encodeSegment(events []*Event, seq uint64, head string) ([]byte, string, er
 		head = hashLine(data[start:])
 		data = append(data, '\n')
 	}
-	if len(data) > maxSegmentBytes {
+	if len(data) > maxSegmentBytes-1024 { // room for the signature line (about 150 bytes)
 		return nil, "", fmt.Errorf("segment of %d bytes exceeds %d; append fewer events", len(data), maxSegmentBytes)
 	}
 	return data, head, nil
 }
 
-// segmentSizeHint guesses the encoded size of events, so that the segment
-// buffer is allocated once: the ranges take about 16 bytes each, the rest
-// of an event a few KiB.
+// segmentSizeHint guesses the encoded size of events and the signature
+// line, so that the segment buffer is allocated once: the ranges take
+// about 16 bytes each, the rest of an event a few KiB.
 func segmentSizeHint(events []*Event) int {
-	n := 0
+	n := 256
 	for _, ev := range events {
 		n += 4 << 10
 		if k := ev.Run.Facets.KafkaOffsets; k != nil {
@@ -431,7 +411,7 @@ func (w *Writer) Reload(ctx context.Context, chain string) error {
 func (w *Writer) load(ctx context.Context, chain string, st *chainState) error {
 	dir := chainDir(w.prefix, w.pipeline, chain)
 	var segs []keyInfo
-	sigs := map[string]bool{}
+	sigs := map[string]bool{} // segments with a separate signature object (earlier trails)
 	err := w.store.Iter(ctx, dir+"/", func(key string) error {
 		ki, ok := parseKey(key)
 		if !ok || ki.dir != dir {
@@ -450,40 +430,30 @@ func (w *Writer) load(ctx context.Context, chain string, st *chainState) error {
 	}
 	slices.SortFunc(segs, func(a, b keyInfo) int { return cmp.Compare(a.seq, b.seq) })
 
-	st.loaded, st.nextSeq, st.head, st.batch, st.last, st.orphan, st.staleSig = false, 0, "", nil, SegmentInfo{}, "", ""
-	i := len(segs) - 1
-	if i >= 0 && !sigs[segs[i].segment] {
-		st.orphan = segs[i].segment
-		if st.orphanKey != st.orphan {
-			st.orphanKey, st.orphanSince = st.orphan, time.Now()
-		}
-		i--
-	}
-	defer func() {
-		// A signature at the next key without its segment (sigs holds the
-		// segment keys that have one).
-		if next := segmentKey(dir, st.nextSeq); st.loaded && next != st.orphan && sigs[next] {
-			st.staleSig = next + sigExt
-		}
-	}()
-	if i < 0 {
-		st.loaded = true
-		return nil
-	}
-	for j := i; j >= 0; j-- {
+	st.loaded, st.nextSeq, st.head, st.batch, st.last, st.orphan = false, 0, "", nil, SegmentInfo{}, ""
+	tail := true // segs[j] is the chain's last segment that is not an orphan
+	for j := len(segs) - 1; j >= 0; j-- {
 		key := segs[j].segment
-		if !sigs[key] {
-			return fmt.Errorf("%w: chain %s: segment %s has no signature and is not the chain's last", ErrCorrupt, chain, key)
-		}
-		seg, err := w.readSigned(ctx, key)
+		seg, signed, err := w.readSigned(ctx, key, sigs[key])
 		if err != nil {
 			return fmt.Errorf("chain %s: %w", chain, err)
+		}
+		if !signed {
+			if j < len(segs)-1 {
+				return fmt.Errorf("%w: chain %s: segment %s has no signature and is not the chain's last", ErrCorrupt, chain, key)
+			}
+			st.orphan = key
+			if st.orphanKey != key {
+				st.orphanKey, st.orphanSince = key, time.Now()
+			}
+			continue
 		}
 		b, err := segmentBatch(seg.events)
 		if err != nil {
 			return fmt.Errorf("%w: chain %s: segment %s: %v", ErrCorrupt, chain, key, err)
 		}
-		if j == i {
+		if tail {
+			tail = false
 			first, last := seg.events[0].Run.Facets.Chain, seg.events[len(seg.events)-1].Run.Facets.Chain
 			if first == nil || last == nil {
 				return fmt.Errorf("%w: chain %s: segment %s: event without sluice_chain", ErrCorrupt, chain, key)
@@ -506,45 +476,50 @@ func (w *Writer) load(ctx context.Context, chain string, st *chainState) error {
 }
 
 // readSigned reads a segment and checks its signature with the writer's
-// key: a writer never extends a chain it cannot vouch for.
-func (w *Writer) readSigned(ctx context.Context, key string) (*segment, error) {
+// key: a writer never extends a chain it cannot vouch for. The signature
+// is the segment's last line or, in earlier trails, a separate object
+// (sigObject says it exists). signed is false for a segment with neither;
+// a signature that does not verify is an error.
+func (w *Writer) readSigned(ctx context.Context, key string, sigObject bool) (seg *segment, signed bool, err error) {
 	data, found, err := readObject(ctx, w.store, key, maxSegmentBytes)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if !found {
-		return nil, fmt.Errorf("%w: segment %s vanished while reading", ErrConflict, key)
+		return nil, false, fmt.Errorf("%w: segment %s vanished while reading", ErrConflict, key)
+	}
+	seg, err = parseSegment(data)
+	if err != nil {
+		return nil, false, fmt.Errorf("segment %s: %w", key, err)
+	}
+	bad := fmt.Errorf("%w: segment %s: signature does not verify with this writer's key (segment altered, or the signing key changed)", ErrCorrupt, key)
+	if seg.sig != nil {
+		if !seg.verifyEmbedded(w.pub) {
+			return nil, false, bad
+		}
+		return seg, true, nil
+	}
+	if !sigObject {
+		return seg, false, nil
 	}
 	sig, found, err := readObject(ctx, w.store, key+sigExt, 1<<10)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if !found {
-		return nil, fmt.Errorf("%w: segment %s has no signature", ErrCorrupt, key)
+		return seg, false, nil // removed since the listing: the orphan check reads it again
 	}
 	if !verifySig(w.pub, data, sig) {
-		return nil, fmt.Errorf("%w: segment %s: signature does not verify with this writer's key (segment altered, or the signing key changed)", ErrCorrupt, key)
+		return nil, false, bad
 	}
-	return parseSegment(data)
+	return seg, true, nil
 }
 
-// signSegment returns the contents of a segment's .sig object: the base64
-// ed25519 signature of the SHA-256 digest of the segment's bytes, and a
-// newline. Signing the 32-byte digest rather than the segment costs one
-// SHA-256 pass instead of ed25519's two SHA-512 passes over the whole
-// segment (a third of Append's CPU before), and openssl still checks it:
-// docs/lineage.md shows the two commands.
-func signSegment(key ed25519.PrivateKey, data []byte) []byte {
-	d := sha256.Sum256(data)
-	return []byte(base64.StdEncoding.EncodeToString(ed25519.Sign(key, d[:])) + "\n")
-}
-
-// verifySig checks a .sig object's contents against a segment's bytes. It
-// also accepts the first format, a signature of the segment's bytes
-// themselves, which sluice wrote before 2026-11-27: trails from then still
-// verify and are extended. The two cannot be confused: a segment is never
-// 32 bytes long, so no signature of a digest is one of a segment, and the
-// other way round.
+// verifySig checks an earlier trail's separate signature object (base64,
+// a newline) against its segment's bytes: the signature of their SHA-256
+// digest or, in the first format, of the bytes themselves. The two cannot
+// be confused: a segment is never 32 bytes long, so no signature of a
+// digest is one of a segment, and the other way round.
 func verifySig(pub ed25519.PublicKey, data, sig []byte) bool {
 	raw, err := base64.StdEncoding.DecodeString(string(bytes.TrimSpace(sig)))
 	if err != nil || len(raw) != ed25519.SignatureSize {
@@ -554,10 +529,4 @@ func verifySig(pub ed25519.PublicKey, data, sig []byte) bool {
 	return ed25519.Verify(pub, d[:], raw) || (len(data) != sha256.Size && ed25519.Verify(pub, data, raw))
 }
 
-func segBytes(s *segment) int64 {
-	var n int64
-	for _, l := range s.lines {
-		n += int64(len(l)) + 1
-	}
-	return n
-}
+func segBytes(s *segment) int64 { return int64(s.size) }

@@ -6,7 +6,6 @@ import (
 	"crypto/ed25519"
 	"encoding/base64"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -71,8 +70,12 @@ func TestAppendVerifyRoundTrip(t *testing.T) {
 		if info.Key != want[i] || info.FirstSeq != uint64(3*i) || info.LastSeq != uint64(3*i+2) || info.Events != 3 || info.Replayed {
 			t.Errorf("segment %d: %+v, want key %s seq %d..%d", i, info, want[i], 3*i, 3*i+2)
 		}
-		if store.get(info.Key+".sig") == nil {
-			t.Errorf("%s has no signature object", info.Key)
+		seg, err := parseSegment(store.get(info.Key))
+		if err != nil || seg.sig == nil || !seg.verifyEmbedded(w.PublicKey()) || len(seg.events) != 3 {
+			t.Errorf("%s: want three events and a signature line that verifies (%v)", info.Key, err)
+		}
+		if store.get(info.Key+sigExt) != nil {
+			t.Errorf("%s has a separate signature object", info.Key)
 		}
 	}
 	if store.get("lineage/pipeline=card-fraud/_keys/ed25519.pub") == nil {
@@ -189,7 +192,7 @@ func TestReplay(t *testing.T) {
 			}
 			wrote := len(store.keys("")) - before
 			if tc.wantWrite {
-				if info.Replayed || wrote != 2 || info.FirstSeq != 30 {
+				if info.Replayed || wrote != 1 || info.FirstSeq != 30 {
 					t.Fatalf("want a new segment at seq 30, got %+v (%d objects written)", info, wrote)
 				}
 			} else {
@@ -220,65 +223,72 @@ func TestReplay(t *testing.T) {
 	}
 }
 
-// TestCrashBetweenSegmentAndSignature: a segment and its signature are
-// written one after the other, so a crash can leave the segment alone.
-// Verify flags it until the batch, which was never acked, is appended again
-// and both are rewritten: at once by the writer that wrote it, after
-// WriterConfig.OrphanGrace by a restarted one.
-func TestCrashBetweenSegmentAndSignature(t *testing.T) {
+// TestFailedSegmentWrite: a segment and its signature are one write, so
+// a failed write leaves the trail as it was, and the batch, never acked,
+// is appended again at the same place.
+func TestFailedSegmentWrite(t *testing.T) {
 	ctx := context.Background()
-	for _, tc := range []struct {
-		lost, problem string // the write that fails, what verify says
-	}{
-		{".sig", "segment lineage/pipeline=card-fraud/chain=events-3/00000000000000000006.ndjson: seq 6: missing signature"},
-		// The signature is written only after the segment: a failed
-		// segment write leaves the trail as it was.
-		{".ndjson", ""},
-	} {
-		for _, restart := range []bool{false, true} {
-			t.Run(fmt.Sprintf("lost=%s/restart=%v", tc.lost, restart), func(t *testing.T) {
-				store := newMemStore()
-				w := newTestWriter(t, store)
-				appendBatches(t, w, "events-3", "events", 3, 0, 10, 2)
-				store.failWrites(tc.lost, "disk full")
-				if _, err := w.Append(ctx, "events-3", batchEvents("events", 3, 20, 29)); err == nil {
-					t.Fatalf("Append succeeded although its %s was not written", tc.lost)
-				}
-				store.failPut = nil
-				rep := mustVerify(t, store, nil)
-				if tc.problem == "" && (!rep.OK || store.get("lineage/pipeline=card-fraud/chain=events-3/00000000000000000006.ndjson.sig") != nil) {
-					t.Fatalf("after a failed segment write: verify %v, want the trail as it was", rep.Problems)
-				}
-				if tc.problem != "" && (rep.OK || !strings.Contains(strings.Join(rep.Problems, "\n"), tc.problem)) {
-					t.Fatalf("verify after a half-written segment: %v", rep.Problems)
-				}
-				if restart {
-					const grace = 50 * time.Millisecond
-					var err error
-					if w, err = NewWriter(store, WriterConfig{Pipeline: testPipeline, Key: testKey(1), OrphanGrace: grace}); err != nil {
-						t.Fatal(err)
-					}
-					if tc.problem != "" {
-						// Another process's unsigned segment is left alone first.
-						if _, err := w.Append(ctx, "events-3", batchEvents("events", 3, 20, 29)); !errors.Is(err, ErrConflict) {
-							t.Fatalf("restarted writer replaced an unsigned segment at once: %v", err)
-						}
-						time.Sleep(grace)
-					}
-				}
-				// The runner never acked the batch, so it comes again.
-				info, err := w.Append(ctx, "events-3", batchEvents("events", 3, 20, 29))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if info.Replayed || info.FirstSeq != 6 {
-					t.Fatalf("replay of an unacked batch: %+v, want it written at seq 6", info)
-				}
-				if rep := mustVerify(t, store, nil); !rep.OK || rep.Segments != 3 {
-					t.Fatalf("verify after the retry: %+v", rep)
-				}
-			})
-		}
+	store := newMemStore()
+	w := newTestWriter(t, store)
+	appendBatches(t, w, "events-3", "events", 3, 0, 10, 2)
+	store.failWrites(".ndjson", "disk full")
+	if _, err := w.Append(ctx, "events-3", batchEvents("events", 3, 20, 29)); err == nil {
+		t.Fatal("Append succeeded although its segment was not written")
+	}
+	store.failPut = nil
+	if rep := mustVerify(t, store, nil); !rep.OK || rep.Segments != 2 {
+		t.Fatalf("after a failed segment write: %+v, want the trail as it was", rep)
+	}
+	info, err := w.Append(ctx, "events-3", batchEvents("events", 3, 20, 29))
+	if err != nil || info.Replayed || info.FirstSeq != 6 {
+		t.Fatalf("replay of an unacked batch: %+v, %v; want it written at seq 6", info, err)
+	}
+	if rep := mustVerify(t, store, nil); !rep.OK || rep.Segments != 3 {
+		t.Fatalf("verify after the retry: %+v", rep)
+	}
+}
+
+// TestUnsignedTailOfEarlierTrail: earlier trails wrote a segment and then
+// its signature object, so a crash between the two left the segment alone
+// at the chain's tail. Verify flags it; a writer leaves it to its writer
+// for WriterConfig.OrphanGrace (it may be an old build between its two
+// writes during an upgrade), then replaces it with the batch, which was
+// never acked and comes again.
+func TestUnsignedTailOfEarlierTrail(t *testing.T) {
+	ctx := context.Background()
+	store := newMemStore()
+	w := newTestWriter(t, store)
+	infos := appendBatches(t, w, "events-3", "events", 3, 0, 10, 3)
+	for _, info := range infos {
+		store.toLegacy(info.Key, func(seg []byte) []byte { return legacySig(testKey(1), seg) })
+	}
+	tail := infos[2].Key
+	store.del(tail + sigExt) // the crash
+	rep := mustVerify(t, store, nil)
+	if want := "segment " + tail + ": seq 6: missing signature"; rep.OK || !strings.Contains(strings.Join(rep.Problems, "\n"), want) {
+		t.Fatalf("verify of an unsigned tail: %v, want %q", rep.Problems, want)
+	}
+	const grace = 50 * time.Millisecond
+	w, err := NewWriter(store, WriterConfig{Pipeline: testPipeline, Key: testKey(1), OrphanGrace: grace})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Append(ctx, "events-3", batchEvents("events", 3, 20, 29)); !errors.Is(err, ErrConflict) {
+		t.Fatalf("a writer replaced an unsigned segment at once: %v", err)
+	}
+	time.Sleep(grace)
+	store.failWrites(".ndjson", "disk full")
+	if _, err := w.Append(ctx, "events-3", batchEvents("events", 3, 20, 29)); err == nil {
+		t.Fatal("Append succeeded although the replacing segment was not written")
+	}
+	store.failPut = nil
+	time.Sleep(grace)
+	info, err := w.Append(ctx, "events-3", batchEvents("events", 3, 20, 29))
+	if err != nil || info.Replayed || info.FirstSeq != 6 || info.Key != tail {
+		t.Fatalf("after the grace: %+v, %v; want the batch written at seq 6 over the leftover", info, err)
+	}
+	if rep := mustVerify(t, store, nil); !rep.OK || rep.Segments != 3 {
+		t.Fatalf("verify after the replacement: %+v", rep)
 	}
 }
 
@@ -314,32 +324,45 @@ func TestStaleWriter(t *testing.T) {
 	}
 }
 
-// TestFirstSignatureFormat: trails written before signatures were made
-// over the segment's SHA-256 sign the segment's bytes; they still verify,
-// a writer continues them, and a tampered one still fails.
-func TestFirstSignatureFormat(t *testing.T) {
-	ctx := context.Background()
-	store := newMemStore()
-	w := newTestWriter(t, store)
-	infos := appendBatches(t, w, "events-3", "events", 3, 0, 10, 2)
-	for _, info := range infos {
-		legacy := base64.StdEncoding.EncodeToString(ed25519.Sign(testKey(1), store.get(info.Key))) + "\n"
-		store.set(info.Key+sigExt, []byte(legacy))
-	}
-	if rep := mustVerify(t, store, nil); !rep.OK {
-		t.Fatalf("verify of a trail in the first format: %v", rep.Problems)
-	}
-	next := newTestWriter(t, store) // reads the chain's tail, as after an upgrade
-	if info, err := next.Append(ctx, "events-3", batchEvents("events", 3, 20, 29)); err != nil || info.FirstSeq != 6 {
-		t.Fatalf("appending after a first-format segment: %+v, %v", info, err)
-	}
-	if rep := mustVerify(t, store, nil); !rep.OK || rep.Segments != 3 {
-		t.Fatalf("verify of the mixed trail: %+v", rep)
-	}
-	seg := store.get(infos[0].Key)
-	store.set(infos[0].Key, bytes.Replace(seg, []byte(`"events"`), []byte(`"evenTs"`), 1))
-	if rep := mustVerify(t, store, nil); rep.OK {
-		t.Fatal("verify accepts an altered first-format segment")
+// TestEarlierFormats: earlier trails keep each segment's signature in a
+// separate SEQ.ndjson.sig object, over the segment's SHA-256 or, in the
+// first format, over its bytes. They still verify, a writer continues them
+// in the current format, and a tampered one still fails.
+func TestEarlierFormats(t *testing.T) {
+	for name, sig := range map[string]func([]byte) []byte{
+		"digest": func(seg []byte) []byte { return legacySig(testKey(1), seg) },
+		"first": func(seg []byte) []byte {
+			return []byte(base64.StdEncoding.EncodeToString(ed25519.Sign(testKey(1), seg)) + "\n")
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			store := newMemStore()
+			w := newTestWriter(t, store)
+			infos := appendBatches(t, w, "events-3", "events", 3, 0, 10, 2)
+			for _, info := range infos {
+				store.toLegacy(info.Key, sig)
+			}
+			if rep := mustVerify(t, store, nil); !rep.OK {
+				t.Fatalf("verify of an earlier trail: %v", rep.Problems)
+			}
+			next := newTestWriter(t, store) // reads the chain's tail, as after an upgrade
+			info, err := next.Append(ctx, "events-3", batchEvents("events", 3, 20, 29))
+			if err != nil || info.FirstSeq != 6 {
+				t.Fatalf("appending after an earlier-format segment: %+v, %v", info, err)
+			}
+			if seg, err := parseSegment(store.get(info.Key)); err != nil || seg.sig == nil {
+				t.Fatalf("the new segment has no signature line: %v", err)
+			}
+			if rep := mustVerify(t, store, nil); !rep.OK || rep.Segments != 3 {
+				t.Fatalf("verify of the mixed trail: %+v", rep)
+			}
+			seg := store.get(infos[0].Key)
+			store.set(infos[0].Key, bytes.Replace(seg, []byte(`"events"`), []byte(`"evenTs"`), 1))
+			if rep := mustVerify(t, store, nil); rep.OK {
+				t.Fatal("verify accepts an altered earlier-format segment")
+			}
+		})
 	}
 }
 
@@ -410,31 +433,34 @@ func TestRacingWritersNeverOverwrite(t *testing.T) {
 	}
 }
 
-// TestRacingWriterBetweenItsWrites: the first writer has put its segment
-// but not yet its signature when the second finds the key taken. The
-// unsigned segment is then most likely in progress, not a crash's
-// leftover: the second must leave it alone (ErrConflict, the runner
-// retries) and, once the first has signed it, take its own batch for a
-// replay rather than overwrite a signed segment.
+// TestRacingWriterBetweenItsWrites: during an upgrade, a writer of an
+// earlier build has put its segment but not yet its separate signature
+// when a current writer finds the key taken. The unsigned segment is then
+// most likely in progress, not a crash's leftover: the current writer
+// must leave it alone (ErrConflict, the runner retries) and, once the
+// first has signed it, take its own batch for a replay rather than
+// overwrite a signed segment.
 func TestRacingWriterBetweenItsWrites(t *testing.T) {
 	ctx := context.Background()
 	store, first, race, second := racingWriters(t)
 	const seg = "lineage/pipeline=card-fraud/chain=events-3/00000000000000000003.ndjson"
 	race.before = func() {
-		store.failWrites(".sig", "paused before its signature")
-		_, _ = first.Append(ctx, "events-3", batchEvents("events", 3, 10, 19))
-		store.failPut = nil
+		// The earlier build's first write: the segment, unsigned.
+		if _, err := first.Append(ctx, "events-3", batchEvents("events", 3, 10, 19)); err != nil {
+			t.Error(err)
+		}
+		store.set(seg, withoutSignature(store.get(seg)))
 	}
 	for attempt := range 2 {
 		if _, err := second.Append(ctx, "events-3", batchEvents("events", 3, 10, 19)); !errors.Is(err, ErrConflict) {
 			t.Fatalf("attempt %d against a segment another writer has not signed yet: %v, want ErrConflict", attempt+1, err)
 		}
 	}
-	if store.get(seg+".sig") != nil {
-		t.Fatal("the second writer signed the first's segment")
-	}
 	written := store.get(seg)
-	store.set(seg+".sig", signSegment(testKey(1), written)) // the first writer resumes and signs
+	if _, sig, err := splitSignature(written); err != nil || sig != nil {
+		t.Fatalf("the second writer replaced or signed the first's segment (%v)", err)
+	}
+	store.set(seg+sigExt, legacySig(testKey(1), written)) // the first writer resumes and signs
 	info, err := second.Append(ctx, "events-3", batchEvents("events", 3, 10, 19))
 	if err != nil || !info.Replayed {
 		t.Fatalf("after the first signed: %+v, %v; want the batch taken for a replay", info, err)
@@ -447,29 +473,27 @@ func TestRacingWriterBetweenItsWrites(t *testing.T) {
 	}
 }
 
-// TestStraySignatureFromOlderBuild: builds before 2026-11-27 wrote a
-// segment and its signature in parallel, so a crash could leave a
-// signature with no segment at the chain's next key. A segment created
-// there must not be vouched for by it: were the new signature's write to
-// fail, the chain would read as altered and stall for good.
-func TestStraySignatureFromOlderBuild(t *testing.T) {
+// TestStraySignatureOfEarlierBuild: builds before the signature moved into
+// the segment could, crashing, leave a signature object with no segment
+// at the chain's next key. A segment created there carries its own
+// signature line, which is the one that counts: the stray object neither
+// blocks the append nor makes the segment read as altered.
+func TestStraySignatureOfEarlierBuild(t *testing.T) {
 	ctx := context.Background()
 	store := newMemStore()
 	w := newTestWriter(t, store)
 	appendBatches(t, w, "events-3", "events", 3, 0, 10, 2)
 	const next = "lineage/pipeline=card-fraud/chain=events-3/00000000000000000006.ndjson"
-	store.set(next+".sig", signSegment(testKey(1), []byte("a segment that never landed\n")))
+	store.set(next+sigExt, legacySig(testKey(1), []byte("a segment that never landed\n")))
 	w = newTestWriter(t, store) // after the upgrade
-	store.failWrites(".sig", "disk full")
-	if _, err := w.Append(ctx, "events-3", batchEvents("events", 3, 20, 29)); err == nil {
-		t.Fatal("Append succeeded although its signature was not written")
-	}
-	store.failPut = nil
 	if info, err := w.Append(ctx, "events-3", batchEvents("events", 3, 20, 29)); err != nil || info.FirstSeq != 6 {
-		t.Fatalf("retry: %+v, %v; want the batch written at seq 6", info, err)
+		t.Fatalf("append: %+v, %v; want the batch written at seq 6", info, err)
 	}
 	if rep := mustVerify(t, store, nil); !rep.OK || rep.Segments != 3 {
 		t.Fatalf("verify: %+v", rep)
+	}
+	if _, err := newTestWriter(t, store).Append(ctx, "events-3", batchEvents("events", 3, 30, 39)); err != nil {
+		t.Fatalf("a restarted writer cannot extend the chain: %v", err)
 	}
 }
 

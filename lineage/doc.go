@@ -10,11 +10,14 @@
 //
 // Layout, under a prefix (default "lineage"):
 //
-//	PREFIX/pipeline=NAME/chain=CHAIN/SEQ.ndjson      one event per line
-//	PREFIX/pipeline=NAME/chain=CHAIN/SEQ.ndjson.sig  base64 ed25519 signature of the SHA-256 of the segment bytes
+//	PREFIX/pipeline=NAME/chain=CHAIN/SEQ.ndjson      one event per line, then the signature line
 //	PREFIX/pipeline=NAME/_keys/ed25519.pub           PEM public key (Writer.PublishKey)
 //
-// SEQ is the seq of the segment's first event, 20 digits. A chain is one
+// The signature line, {"sluice_signature":{"algorithm":"ed25519(sha256)",
+// "signedBytes":N,"signature":BASE64}}, is the ed25519 signature of the
+// SHA-256 digest of the N bytes before it (every event line). Earlier
+// trails kept it in a separate SEQ.ndjson.sig object (base64); they are
+// still read, verified and extended. SEQ is the seq of the segment's first event, 20 digits. A chain is one
 // Kafka topic partition (ChainFor: "events-3"); each Append writes one
 // segment holding the events of one Kafka batch. Every event carries
 // sluice_chain{seq, prev}, prev being the SHA-256 of the previous event's
@@ -23,7 +26,7 @@
 //
 // The runner builds events with NewEvent and the setters (or literals),
 // then calls Writer.Append once per batch before it acks the batch: Append
-// returns when the segment and its signature are durable. See Append for
+// returns when the signed segment is durable. See Append for
 // what a replay after a crash does.
 //
 // The package depends only on the standard library and storage's

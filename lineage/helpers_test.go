@@ -3,6 +3,8 @@ package lineage
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
 	"strconv"
 	"time"
@@ -112,4 +114,35 @@ func batchEvents(topic string, partition int, first, last int64) []*Event {
 				Bytes: 900, SHA256: fmt.Sprintf("%064x", last), Rows: 1}},
 		})
 	return []*Event{features, dead, quarantine}
+}
+
+// legacySig is the separate signature object of the second format (base64
+// ed25519 signature of the segment's SHA-256, a newline).
+func legacySig(key ed25519.PrivateKey, segment []byte) []byte {
+	d := sha256.Sum256(segment)
+	return []byte(base64.StdEncoding.EncodeToString(ed25519.Sign(key, d[:])) + "\n")
+}
+
+// withoutSignature returns a segment's event lines: the segment as the
+// earlier formats stored it.
+func withoutSignature(segment []byte) []byte {
+	events, sig, err := splitSignature(segment)
+	if err != nil || sig == nil {
+		panic(fmt.Sprintf("not a signed segment: %v", err))
+	}
+	return events
+}
+
+// signedWith returns events (a segment's event lines) with the signature
+// line key makes for them.
+func signedWith(key ed25519.PrivateKey, events []byte) []byte {
+	return appendSignature(bytes.Clone(events), key)
+}
+
+// toLegacy rewrites the segment at key as an earlier trail stored it: the
+// event lines alone, and a separate signature object made by sig.
+func (m *memStore) toLegacy(key string, sig func(segment []byte) []byte) {
+	events := withoutSignature(m.get(key))
+	m.set(key, events)
+	m.set(key+sigExt, sig(events))
 }

@@ -177,7 +177,7 @@ func TestVerifyFirstBrokenLinkFirst(t *testing.T) {
 	ctx := context.Background()
 	f := newObjectFixture(t, 4)
 	// Break the trail late (seq 9) and an object early (seq 3).
-	f.lineage.del(segKey(9) + ".sig")
+	f.lineage.set(segKey(9), withoutSignature(f.lineage.get(segKey(9))))
 	ns, key := f.objectOf(t, 3)
 	f.stores[ns].set(key, []byte("other\n"))
 	rep, err := VerifyWith(ctx, f.lineage, "lineage", f.opts())
@@ -227,9 +227,12 @@ func TestVerifyRetention(t *testing.T) {
 	base := newMemStore()
 	appendBatches(t, newTestWriter(t, base), "events-3", "events", 3, 100, 10, 4)
 	all := map[string]string{}
-	for _, k := range append(base.keys(".ndjson"), base.keys(".sig")...) {
+	for _, k := range base.keys(".ndjson") {
 		all[k] = "COMPLIANCE"
 	}
+	// An earlier trail: segment 3's signature is a separate object.
+	earlier := base.clone()
+	earlier.toLegacy(segKey(3), func(seg []byte) []byte { return legacySig(testKey(1), seg) })
 	without := func(keys ...string) map[string]string {
 		m := map[string]string{}
 		for k, v := range all {
@@ -251,7 +254,7 @@ func TestVerifyRetention(t *testing.T) {
 		{"every segment locked", &retainingStore{memStore: base, lock: true, modes: all}, RetentionChecked, nil},
 		{"a segment not locked", &retainingStore{memStore: base, lock: true, modes: without(segKey(6))}, RetentionChecked,
 			[]string{"chain card-fraud/events-3", "segment " + segKey(6), "seq 6", "no Object Lock retention"}},
-		{"a signature not locked", &retainingStore{memStore: base, lock: true, modes: without(segKey(3) + ".sig")}, RetentionChecked,
+		{"an earlier trail's signature object not locked", &retainingStore{memStore: earlier, lock: true, modes: all}, RetentionChecked,
 			[]string{"segment " + segKey(3), segKey(3) + ".sig has no Object Lock retention"}},
 		{"lock configuration unreadable", &retainingStore{memStore: base, lockErr: errors.New("access denied")}, "",
 			[]string{"cannot tell whether the lineage bucket has Object Lock", "access denied"}},

@@ -3,7 +3,9 @@ package lineage
 import (
 	"bytes"
 	"cmp"
+	"crypto/ed25519"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -17,16 +19,55 @@ import (
 // not verify, a broken link.
 var ErrCorrupt = errors.New("lineage: corrupt segment")
 
-// segment is a parsed segment: the stored lines (without newline) and the
-// events decoded from them.
+// segment is a parsed segment: the stored event lines (without newline),
+// the events decoded from them and, when the segment ends in a signature
+// line, that signature and the bytes it covers.
 type segment struct {
 	lines  [][]byte
 	events []Event
+	// sig is the segment's signature line; nil when it has none (an
+	// earlier trail's segment, signed by a separate SEQ.ndjson.sig object).
+	sig *embeddedSig
+	// signed is the part of the object the signature covers: every event
+	// line, with its newline.
+	signed []byte
+	size   int // of the whole object
+}
+
+// embeddedSig is a parsed signature line.
+type embeddedSig struct {
+	raw         []byte // the ed25519 signature
+	signedBytes int64  // how many bytes it says it covers
+}
+
+// verify reports whether sig is pub's signature of events, the lines
+// before it.
+func (sig *embeddedSig) verify(pub ed25519.PublicKey, events []byte) bool {
+	d := sha256.Sum256(events)
+	return sig.signedBytes == int64(len(events)) && ed25519.Verify(pub, d[:], sig.raw)
+}
+
+// sigLinePrefix starts a segment's signature line, and no event line.
+var sigLinePrefix = []byte(`{"sluice_signature":`)
+
+// SigAlgorithm names how a segment is signed, in its signature line.
+const SigAlgorithm = "ed25519(sha256)"
+
+// signatureLine is a segment's last line: the ed25519 signature of the
+// SHA-256 digest of the segment's first SignedBytes bytes (every line
+// before this one).
+type signatureLine struct {
+	Sig struct {
+		Algorithm   string `json:"algorithm"`
+		SignedBytes int64  `json:"signedBytes"`
+		Signature   string `json:"signature"`
+	} `json:"sluice_signature"`
 }
 
 // ReadSegment parses the bytes of a segment object: one JSON event per line,
-// each line ending in a newline. It does not check signatures or links;
-// Verify does. Errors wrap ErrCorrupt.
+// each line ending in a newline, then the signature line (absent in
+// earlier trails), which is not an event and is not returned. It does not check
+// signatures or links; Verify does. Errors wrap ErrCorrupt.
 func ReadSegment(data []byte) ([]Event, error) {
 	s, err := parseSegment(data)
 	if err != nil {
@@ -36,16 +77,17 @@ func ReadSegment(data []byte) ([]Event, error) {
 }
 
 func parseSegment(data []byte) (*segment, error) {
-	if len(data) == 0 {
-		return nil, fmt.Errorf("%w: empty", ErrCorrupt)
+	signed, sig, err := splitSignature(data)
+	if err != nil {
+		return nil, err
 	}
-	if data[len(data)-1] != '\n' {
-		return nil, fmt.Errorf("%w: last line is not terminated (truncated?)", ErrCorrupt)
-	}
-	s := &segment{}
-	for i, line := range bytes.Split(data[:len(data)-1], []byte{'\n'}) {
+	s := &segment{sig: sig, signed: signed, size: len(data)}
+	for i, line := range bytes.Split(signed[:len(signed)-1], []byte{'\n'}) {
 		if len(line) == 0 {
 			return nil, fmt.Errorf("%w: line %d is empty", ErrCorrupt, i+1)
+		}
+		if bytes.HasPrefix(line, sigLinePrefix) {
+			return nil, fmt.Errorf("%w: line %d is a signature but not the last line", ErrCorrupt, i+1)
 		}
 		var ev Event
 		if err := json.Unmarshal(line, &ev); err != nil {
@@ -55,6 +97,57 @@ func parseSegment(data []byte) (*segment, error) {
 		s.events = append(s.events, ev)
 	}
 	return s, nil
+}
+
+// splitSignature splits a segment object into its event lines (with
+// their newlines) and its signature line; sig is nil when the last line
+// is not one (an earlier trail's segment). A signature that claims to
+// cover other bytes than the lines before it is returned, not refused:
+// it does not verify, which says more than "unreadable".
+func splitSignature(data []byte) (events []byte, sig *embeddedSig, err error) {
+	if len(data) == 0 {
+		return nil, nil, fmt.Errorf("%w: empty", ErrCorrupt)
+	}
+	if data[len(data)-1] != '\n' {
+		return nil, nil, fmt.Errorf("%w: last line is not terminated (truncated?)", ErrCorrupt)
+	}
+	start := bytes.LastIndexByte(data[:len(data)-1], '\n') + 1
+	last := data[start : len(data)-1]
+	if !bytes.HasPrefix(last, sigLinePrefix) {
+		return data, nil, nil
+	}
+	line := bytes.Count(data[:start], []byte{'\n'}) + 1
+	var sl signatureLine
+	if err := json.Unmarshal(last, &sl); err != nil {
+		return nil, nil, fmt.Errorf("%w: line %d (the signature): %v", ErrCorrupt, line, err)
+	}
+	raw, err := base64.StdEncoding.DecodeString(sl.Sig.Signature)
+	switch {
+	case sl.Sig.Algorithm != SigAlgorithm:
+		return nil, nil, fmt.Errorf("%w: line %d: signature algorithm %q, want %q", ErrCorrupt, line, sl.Sig.Algorithm, SigAlgorithm)
+	case err != nil || len(raw) != ed25519.SignatureSize:
+		return nil, nil, fmt.Errorf("%w: line %d: signature is not a base64 ed25519 signature", ErrCorrupt, line)
+	case start == 0:
+		return nil, nil, fmt.Errorf("%w: a signature without events", ErrCorrupt)
+	}
+	return data[:start], &embeddedSig{raw: raw, signedBytes: sl.Sig.SignedBytes}, nil
+}
+
+// appendSignature appends the signature line of events (a segment's event
+// lines) to it.
+func appendSignature(events []byte, key ed25519.PrivateKey) []byte {
+	d := sha256.Sum256(events)
+	var sl signatureLine
+	sl.Sig.Algorithm = SigAlgorithm
+	sl.Sig.SignedBytes = int64(len(events))
+	sl.Sig.Signature = base64.StdEncoding.EncodeToString(ed25519.Sign(key, d[:]))
+	line, _ := json.Marshal(&sl) // strings and a number: cannot fail
+	return append(append(events, line...), '\n')
+}
+
+// verifyEmbedded checks a segment's signature line with pub.
+func (s *segment) verifyEmbedded(pub ed25519.PublicKey) bool {
+	return s.sig != nil && s.sig.verify(pub, s.signed)
 }
 
 // hashLine is the chain hash of a stored event line.

@@ -32,8 +32,8 @@ type Store interface {
 
 // Key layout, under a prefix (WriterConfig.Prefix, default "lineage"):
 //
-//	PREFIX/pipeline=NAME/chain=CHAIN/SEQ.ndjson      segment (SEQ: first event's seq, 20 digits)
-//	PREFIX/pipeline=NAME/chain=CHAIN/SEQ.ndjson.sig  base64 ed25519 signature of the segment's SHA-256
+//	PREFIX/pipeline=NAME/chain=CHAIN/SEQ.ndjson      segment (SEQ: first event's seq, 20 digits), signature line last
+//	PREFIX/pipeline=NAME/chain=CHAIN/SEQ.ndjson.sig  earlier trails only: base64 ed25519 signature of the segment's SHA-256
 //	PREFIX/pipeline=NAME/_keys/ed25519.pub           PEM public key
 const (
 	segmentExt  = ".ndjson"

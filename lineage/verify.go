@@ -223,7 +223,11 @@ func Verify(ctx context.Context, store Store, prefix string, pub ed25519.PublicK
 //   - that each segment's events account for their Kafka batch exactly
 //     once, and that a chain's batches leave no offset unrecorded;
 //   - where store is a storage.Retainer whose bucket has Object Lock, that
-//     every segment and signature carries retention;
+//     every segment (and an earlier trail's signature object) carries
+//     retention;
+//   - where store is storage.Versioned, that no segment was deleted (a
+//     delete marker hides it), which the listing alone cannot tell when
+//     a chain lost every segment;
 //   - with opts.Objects, that every object a sluice_object facet names
 //     exists with the recorded sha256 and size, and with opts.Rows, the
 //     recorded row count.
@@ -274,6 +278,9 @@ func VerifyWith(ctx context.Context, store Store, prefix string, opts VerifyOpti
 	for _, s := range l.strays {
 		v.problem(Problem{Chain: s.pipeline + "/" + s.chain, Segment: s.segment, Seq: s.seq,
 			Message: "signature without segment (segment removed?)"})
+	}
+	if err := v.deleted(prefix); err != nil {
+		return *rep, err
 	}
 	for _, c := range l.chains {
 		v.segTotal += len(c.segs)
@@ -362,9 +369,21 @@ func (v *verifier) chain(c *chainKeys, pub ed25519.PublicKey) error {
 			lost = true
 			continue
 		}
-		if !c.sigs[key] {
-			at(s.seq, "missing signature %s%s", key, sigExt)
-		} else if pub != nil {
+		// The signature is the segment's last line or, in earlier trails, a
+		// separate SEQ.ndjson.sig object.
+		signed, sig, err := splitSignature(data)
+		switch {
+		case err != nil:
+			at(s.seq, "unreadable: %v", err)
+			lost = true
+			continue
+		case sig != nil:
+			if pub != nil && !sig.verify(pub, signed) {
+				at(s.seq, "signature does not verify (segment altered or signed by another key)")
+			}
+		case !c.sigs[key]:
+			at(s.seq, "missing signature (no signature line, and no %s%s of an earlier trail)", key, sigExt)
+		case pub != nil:
 			sig, found, err := readObject(v.ctx, v.store, key+sigExt, 1<<10)
 			if err != nil && !errors.Is(err, ErrCorrupt) {
 				return err
@@ -446,6 +465,38 @@ func (v *verifier) chain(c *chainKeys, pub ed25519.PublicKey) error {
 		if prevBatch == nil || b.Last > prevBatch.Last {
 			prevBatch, batchKey = b, key
 		}
+	}
+	return nil
+}
+
+// deleted reports the lineage objects deleted from a versioned bucket:
+// a chain that lost every segment leaves no other trace in the listing.
+func (v *verifier) deleted(prefix string) error {
+	vs, ok := v.store.(storage.Versioned)
+	if !ok {
+		return nil
+	}
+	_, iterPrefix := normPrefix(prefix)
+	err := vs.DeleteMarkers(v.ctx, iterPrefix, func(key string) error {
+		ki, ok := parseKey(key)
+		if !ok || ki.kind == kindPub {
+			if ok {
+				v.problem(Problem{Message: fmt.Sprintf("published key %s was deleted (a delete marker hides it)", key)})
+			}
+			return nil
+		}
+		what := "segment"
+		if ki.kind == kindSig {
+			what = "signature object"
+		} else {
+			ki.segment = key
+		}
+		v.problem(Problem{Chain: ki.pipeline + "/" + ki.chain, Segment: ki.segment, Seq: ki.seq,
+			Message: fmt.Sprintf("%s %s was deleted: a delete marker hides it; its earlier versions are in the bucket's version history", what, key)})
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("lineage: list deleted objects under %s: %w", prefix, err)
 	}
 	return nil
 }

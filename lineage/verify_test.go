@@ -3,8 +3,6 @@ package lineage
 import (
 	"bytes"
 	"crypto/ed25519"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -20,9 +18,9 @@ func segKey(seq int) string {
 	return keys[seq]
 }
 
-func sign(priv ed25519.PrivateKey, data []byte) []byte {
-	d := sha256.Sum256(data)
-	return []byte(base64.StdEncoding.EncodeToString(ed25519.Sign(priv, d[:])) + "\n")
+// sigLine returns a segment's signature line, with its newline.
+func sigLine(segment []byte) []byte {
+	return segment[len(withoutSignature(segment)):]
 }
 
 // relink rewrites a segment's events with consecutive seqs from seq and
@@ -69,7 +67,7 @@ func TestVerifyDetectsTampering(t *testing.T) {
 			name: "flipped byte in a segment's last event",
 			tamper: func(t *testing.T, s *memStore) {
 				d := s.get(segKey(3))
-				d[len(d)-10] ^= 1
+				d[len(withoutSignature(d))-10] ^= 1
 				s.set(segKey(3), d)
 			},
 			want: []string{"segment " + segKey(6), "seq 6", "prev hash does not match"},
@@ -78,7 +76,6 @@ func TestVerifyDetectsTampering(t *testing.T) {
 			name: "removed segment",
 			tamper: func(t *testing.T, s *memStore) {
 				s.del(segKey(3))
-				s.del(segKey(3) + ".sig")
 			},
 			want: []string{"segment " + segKey(6), "seq 6", "expected seq 3"},
 		},
@@ -86,14 +83,16 @@ func TestVerifyDetectsTampering(t *testing.T) {
 			name: "removed first segment",
 			tamper: func(t *testing.T, s *memStore) {
 				s.del(segKey(0))
-				s.del(segKey(0) + ".sig")
 			},
 			want: []string{"segment " + segKey(3), "seq 3", "expected seq 0", "first events are missing"},
 		},
 		{
-			name:   "removed segment, signature left",
-			tamper: func(t *testing.T, s *memStore) { s.del(segKey(6)) },
-			want:   []string{"segment " + segKey(6), "seq 6", "signature without segment"},
+			name: "earlier trail: removed segment, signature left",
+			tamper: func(t *testing.T, s *memStore) {
+				s.toLegacy(segKey(6), func(seg []byte) []byte { return legacySig(owner, seg) })
+				s.del(segKey(6))
+			},
+			want: []string{"segment " + segKey(6), "seq 6", "signature without segment"},
 		},
 		{
 			name: "removed event",
@@ -106,23 +105,48 @@ func TestVerifyDetectsTampering(t *testing.T) {
 		{
 			name: "reordered segments",
 			tamper: func(t *testing.T, s *memStore) {
-				a, as, b, bs := s.get(segKey(3)), s.get(segKey(3)+".sig"), s.get(segKey(6)), s.get(segKey(6)+".sig")
+				a, b := s.get(segKey(3)), s.get(segKey(6))
 				s.set(segKey(3), b)
-				s.set(segKey(3)+".sig", bs)
 				s.set(segKey(6), a)
-				s.set(segKey(6)+".sig", as)
 			},
 			want: []string{"segment " + segKey(3), "seq 6", "key names seq 3"},
 		},
 		{
 			name:   "missing signature",
-			tamper: func(t *testing.T, s *memStore) { s.del(segKey(9) + ".sig") },
+			tamper: func(t *testing.T, s *memStore) { s.set(segKey(9), withoutSignature(s.get(segKey(9)))) },
 			want:   []string{"segment " + segKey(9), "seq 9", "missing signature"},
 		},
 		{
-			name:   "another segment's signature",
-			tamper: func(t *testing.T, s *memStore) { s.set(segKey(9)+".sig", s.get(segKey(6)+".sig")) },
-			want:   []string{"segment " + segKey(9), "seq 9", "signature does not verify"},
+			name: "another segment's signature",
+			tamper: func(t *testing.T, s *memStore) {
+				s.set(segKey(9), append(withoutSignature(s.get(segKey(9))), sigLine(s.get(segKey(6)))...))
+			},
+			want: []string{"segment " + segKey(9), "seq 9", "signature does not verify"},
+		},
+		{
+			name: "signature line altered",
+			tamper: func(t *testing.T, s *memStore) {
+				s.set(segKey(9), bytes.Replace(s.get(segKey(9)), []byte(`"signature":"`), []byte(`"signature":"A`), 1))
+			},
+			want: []string{"segment " + segKey(9), "seq 9", "unreadable", "not a base64 ed25519 signature"},
+		},
+		{
+			name: "earlier trail: missing signature object",
+			tamper: func(t *testing.T, s *memStore) {
+				s.toLegacy(segKey(9), func(seg []byte) []byte { return legacySig(owner, seg) })
+				s.del(segKey(9) + sigExt)
+			},
+			want: []string{"segment " + segKey(9), "seq 9", "missing signature"},
+		},
+		{
+			name: "earlier trail: another segment's signature object",
+			tamper: func(t *testing.T, s *memStore) {
+				for _, seq := range []int{6, 9} {
+					s.toLegacy(segKey(seq), func(seg []byte) []byte { return legacySig(owner, seg) })
+				}
+				s.set(segKey(9)+sigExt, s.get(segKey(6)+sigExt))
+			},
+			want: []string{"segment " + segKey(9), "seq 9", "signature does not verify"},
 		},
 		{
 			name: "truncated segment",
@@ -141,8 +165,7 @@ func TestVerifyDetectsTampering(t *testing.T) {
 				}
 				evs[0].Run.Facets.Executor.Location.Jurisdiction = "US"
 				d := relink(t, evs, 9, evs[0].Run.Facets.Chain.Prev)
-				s.set(segKey(9), d)
-				s.set(segKey(9)+".sig", sign(attacker, d))
+				s.set(segKey(9), signedWith(attacker, d))
 			},
 			trusted: true,
 			want:    []string{"segment " + segKey(9), "seq 9", "signature does not verify"},
@@ -151,7 +174,7 @@ func TestVerifyDetectsTampering(t *testing.T) {
 			name: "forged, re-signed and published key replaced",
 			tamper: func(t *testing.T, s *memStore) {
 				for _, seq := range []int{0, 3, 6, 9} {
-					s.set(segKey(seq)+".sig", sign(attacker, s.get(segKey(seq))))
+					s.set(segKey(seq), signedWith(attacker, withoutSignature(s.get(segKey(seq)))))
 				}
 				pemBytes, _ := MarshalPublicKey(attacker.Public().(ed25519.PublicKey))
 				s.set("lineage/pipeline=card-fraud/_keys/ed25519.pub", pemBytes)
@@ -169,8 +192,7 @@ func TestVerifyDetectsTampering(t *testing.T) {
 					t.Fatal(err)
 				}
 				d := relink(t, []Event{evs[0], evs[2]}, 9, evs[0].Run.Facets.Chain.Prev)
-				s.set(segKey(9), d)
-				s.set(segKey(9)+".sig", sign(owner, d))
+				s.set(segKey(9), signedWith(owner, d))
 			},
 			want: []string{"segment " + segKey(9), "offsets 131..131 are not accounted for"},
 		},
@@ -191,8 +213,7 @@ func TestVerifyDetectsTampering(t *testing.T) {
 					}
 				}
 				d := relink(t, evs, 9, evs[0].Run.Facets.Chain.Prev)
-				s.set(segKey(9), d)
-				s.set(segKey(9)+".sig", sign(owner, d))
+				s.set(segKey(9), signedWith(owner, d))
 			},
 			want: []string{"segment " + segKey(9), "seq 9", "offsets 130..139 have no lineage"},
 		},
@@ -225,7 +246,11 @@ func TestVerifyDetectsTampering(t *testing.T) {
 	// The published-key case shows why a trusted key matters: with the
 	// store's own key the rewrite passes.
 	s := base.clone()
-	cases[11].tamper(t, s)
+	for _, tc := range cases {
+		if tc.name == "forged, re-signed and published key replaced" {
+			tc.tamper(t, s)
+		}
+	}
 	if rep := mustVerify(t, s, nil); !rep.OK {
 		t.Errorf("sanity: a fully re-signed store with its key replaced verifies against that key; got %v", rep.Problems)
 	}

@@ -65,3 +65,15 @@ type Retainer interface {
 	// matches ErrNotExist.
 	Retention(ctx context.Context, key string) (mode string, until time.Time, err error)
 }
+
+// Versioned is implemented by stores that keep the earlier versions of
+// objects (a versioned S3 bucket, as Object Lock requires): a Delete there
+// leaves a delete marker, not a hole. Auditors use it to tell a deleted
+// object from one that never was. Safe for concurrent use.
+type Versioned interface {
+	// DeleteMarkers calls fn with every key under prefix whose current
+	// version is a delete marker: deleted, with its earlier versions still
+	// in the bucket's version history. A bucket without versioning has
+	// none.
+	DeleteMarkers(ctx context.Context, prefix string, fn func(key string) error) error
+}

@@ -64,7 +64,8 @@ With --objects (the default) it also reads every feature and quarantine
 object the lineage names, from the store its event records (the sink URL,
 with credentials from the environment as for the pipeline), and checks that
 it exists with the recorded sha256, size and row count. Where the lineage
-bucket has S3 Object Lock, every segment and signature must carry
+bucket has S3 Object Lock, every segment (and, in trails written before
+signatures moved into the segments, every signature object) must carry
 retention.
 
 Exits 1 on any problem; the first broken link (by chain, then seq) is

@@ -162,7 +162,7 @@ func TestLineageVerifyNamesTheBrokenLink(t *testing.T) {
 		}},
 		{"segment deleted", false, func(t *testing.T, dir string) []string {
 			segs := chainSegments(t, dir)["chain=events-2"]
-			removeFiles(t, segs[0], segs[0]+".sig")
+			removeFiles(t, segs[0])
 			return []string{"chain demo/events-2", "segment " + segKeyOf(dir, segs[1]), "first events are missing"}
 		}},
 		{"events reordered", false, func(t *testing.T, dir string) []string {
@@ -569,7 +569,7 @@ func TestLineageOnLockedS3(t *testing.T) {
 		t.Fatalf("verify after delete and overwrite: exit %d, want 1\n%s", code, out)
 	}
 	for _, want := range []string{
-		"segment " + deleted + ": seq 0: signature without segment",
+		"segment " + deleted + ": seq 0: segment " + deleted + " was deleted: a delete marker hides it",
 		"segment " + overwritten + ": seq 0: " + overwritten + " has no Object Lock retention",
 	} {
 		if !strings.Contains(out, want) {

@@ -46,6 +46,7 @@ var ErrNoBucket = errors.New("s3: bucket does not exist")
 var (
 	_ storage.ObjectStore = (*Store)(nil)
 	_ storage.Retainer    = (*Store)(nil)
+	_ storage.Versioned   = (*Store)(nil)
 )
 
 // New validates cfg and returns a store. It does not contact the server;
@@ -172,6 +173,31 @@ func (s *Store) Iter(ctx context.Context, prefix string, fn func(key string) err
 		}
 		if err := fn(strings.TrimPrefix(info.Key, s.prefix)); err != nil {
 			return err
+		}
+	}
+	return ctx.Err()
+}
+
+// DeleteMarkers lists the versions under prefix and calls fn with each key
+// whose latest version is a delete marker.
+func (s *Store) DeleteMarkers(ctx context.Context, prefix string, fn func(key string) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for info := range s.client.ListObjects(ctx, s.cfg.Bucket, minio.ListObjectsOptions{
+		Prefix:       s.prefix + prefix,
+		Recursive:    true,
+		WithVersions: true,
+	}) {
+		if info.Err != nil {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			return s.wrap("list versions of", prefix, info.Err)
+		}
+		if info.IsDeleteMarker && info.IsLatest {
+			if err := fn(strings.TrimPrefix(info.Key, s.prefix)); err != nil {
+				return err
+			}
 		}
 	}
 	return ctx.Err()
