@@ -23,6 +23,16 @@ type ParquetOptions struct {
 	// Compression is the codec of every column: "zstd", "snappy" or
 	// "none". Default (empty): "zstd".
 	Compression string `yaml:"compression"`
+	// NoStats names top-level columns written without min/max statistics.
+	// Statistics let readers skip files by value; on long strings that no
+	// query filters by range (a quarantine reason, an id) they cost a
+	// string comparison per value and buy nothing.
+	NoStats []string `yaml:"-"`
+	// Dictionary names top-level columns written dictionary-encoded, for
+	// columns with few distinct values (a reason repeated on every row).
+	// Other columns are not: for the ids and numbers of feature columns,
+	// dictionaries cost time and bytes.
+	Dictionary []string `yaml:"-"`
 }
 
 // Validate reports an unknown option value.
@@ -61,7 +71,7 @@ func EncodeParquet(rec arrow.RecordBatch, opts ParquetOptions) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	props := parquet.NewWriterProperties(
+	props := []parquet.WriterProperty{
 		parquet.WithCompression(codec),
 		// One row group per object: objects are sized by the batcher.
 		parquet.WithMaxRowGroupLength(max(rec.NumRows(), 1)),
@@ -71,9 +81,15 @@ func EncodeParquet(rec arrow.RecordBatch, opts ParquetOptions) ([]byte, error) {
 		// smaller than arrow-go's defaults.
 		parquet.WithDictionaryDefault(false),
 		parquet.WithCompressionLevel(1),
-	)
+	}
+	for _, c := range opts.NoStats {
+		props = append(props, parquet.WithStatsFor(c, false))
+	}
+	for _, c := range opts.Dictionary {
+		props = append(props, parquet.WithDictionaryFor(c, true))
+	}
 	var buf bytes.Buffer
-	w, err := pqarrow.NewFileWriter(rec.Schema(), &buf, props, pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema()))
+	w, err := pqarrow.NewFileWriter(rec.Schema(), &buf, parquet.NewWriterProperties(props...), pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema()))
 	if err != nil {
 		return nil, fmt.Errorf("storage: parquet writer: %w", err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet/file"
 
 	"github.com/sluice-dev/sluice/storage"
 	"github.com/sluice-dev/sluice/storage/fs"
@@ -246,4 +247,69 @@ func readAll(t *testing.T, r storage.BucketReader, key string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestParquetStatsAndDictionaryOptions: a column named in NoStats has no
+// min/max statistics and one in Dictionary is dictionary-encoded, the
+// others keep arrow-go's plain encoding with statistics, and the values
+// read back the same either way.
+func TestParquetStatsAndDictionaryOptions(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	rec := record(mem, 5000)
+	defer rec.Release()
+	data, err := storage.EncodeParquet(rec, storage.ParquetOptions{NoStats: []string{"s"}, Dictionary: []string{"s"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdr, err := file.NewParquetReader(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdr.Close()
+	rg := rdr.MetaData().RowGroup(0)
+	for i := range rg.NumColumns() {
+		col, err := rg.ColumnChunk(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := col.PathInSchema().String()
+		stats, err := col.StatsSet()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := name != "s"; stats != want {
+			t.Errorf("column %s: statistics %v, want %v", name, stats, want)
+		}
+		if want := name == "s"; col.HasDictionaryPage() != want {
+			t.Errorf("column %s: dictionary page %v, want %v", name, col.HasDictionaryPage(), want)
+		}
+	}
+	plain, err := storage.EncodeParquet(rec, storage.ParquetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := fs.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for key, b := range map[string][]byte{"opts.parquet": data, "plain.parquet": plain} {
+		if err := store.Put(ctx, key, bytes.NewReader(b), int64(len(b))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, err := storage.ReadParquet(ctx, store, "opts.parquet", mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Release()
+	b, err := storage.ReadParquet(ctx, store, "plain.parquet", mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Release()
+	if !array.TableEqual(a, b) {
+		t.Error("the values read back differ from those written without the options")
+	}
 }

@@ -695,10 +695,20 @@ func (r *Runner) writeQuarantine(ctx context.Context, b *ingest.Batch, date time
 	sinkName := r.cfg.Spec.Quarantine.Sink
 	sink, _ := r.cfg.Spec.Sink(sinkName)
 	key := storage.QuarantineKey("", r.cfg.Spec.Name, date, b.Topic, b.Partition, b.First, b.Last)
+	// Quarantine objects are kept for inspection and release, not scanned
+	// by value: their string columns go without min/max statistics, and the
+	// reason, the same on most rows, as a dictionary (together a quarter
+	// less encoding time on the demo's quarantine, and smaller).
+	opts := storage.ParquetOptions{Compression: sink.Compression, Dictionary: []string{ReasonColumn}}
+	for _, f := range fields {
+		if f.Type.ID() == arrow.STRING || f.Type.ID() == arrow.LARGE_STRING || f.Type.ID() == arrow.BINARY {
+			opts.NoStats = append(opts.NoStats, f.Name)
+		}
+	}
 	var obj storage.Object
 	if err := r.retry(ctx, "write "+key, func() error {
 		var err error
-		obj, err = storage.WriteParquet(ctx, r.cfg.Sinks[sinkName], key, rec, storage.ParquetOptions{Compression: sink.Compression})
+		obj, err = storage.WriteParquet(ctx, r.cfg.Sinks[sinkName], key, rec, opts)
 		return err
 	}); err != nil {
 		return nil, 0, err
