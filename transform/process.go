@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	bits64 "math/bits"
 	"slices"
 	"sort"
 	"strings"
@@ -449,8 +450,9 @@ func (r *Runner) runPart(ctx context.Context, b *ingest.Batch, p *execPart, revi
 	var rows []int
 	var obl []policy.Obligations
 	route := gpuexec.RouteDecision{Revision: revision}
+	groupRows := make([][]int, len(p.groups))
 	for i, g := range p.groups {
-		rows = append(rows, g.rows...)
+		groupRows[i] = g.rows
 		if d, ok := g.decisionFor(p.exec.ID()); ok {
 			obl = append(obl, d.Obligations)
 			route.IDs = append(route.IDs, d.DecisionID)
@@ -462,7 +464,7 @@ func (r *Runner) runPart(ctx context.Context, b *ingest.Batch, p *execPart, revi
 			route.Allowed = slices.DeleteFunc(route.Allowed, func(id string) bool { return !slices.Contains(g.allowed(), id) })
 		}
 	}
-	sort.Ints(rows)
+	rows = mergeRows(b.Record.NumRows(), groupRows)
 	p.offsets = make([]int64, len(rows))
 	for i, row := range rows {
 		p.offsets[i] = b.Offsets[row]
@@ -650,17 +652,17 @@ func concat(recs []arrow.RecordBatch, cfg RunnerConfig) (arrow.RecordBatch, erro
 // writeQuarantine keeps the rows no executor may take, unchanged, with the
 // reason, in the quarantine sink.
 func (r *Runner) writeQuarantine(ctx context.Context, b *ingest.Batch, date time.Time, gs []*group, reasons map[string]int64) (*lineage.Event, int64, error) {
-	var rows []int
 	why := make([]string, b.Record.NumRows()) // by row of the batch
-	for _, g := range gs {
+	groupRows := make([][]int, len(gs))
+	for i, g := range gs {
 		reason := summarizeDeny(g)
 		reasons[shortDeny(g)] += int64(len(g.rows))
 		for _, row := range g.rows {
 			why[row] = reason
 		}
-		rows = append(rows, g.rows...)
+		groupRows[i] = g.rows
 	}
-	sort.Ints(rows)
+	rows := mergeRows(b.Record.NumRows(), groupRows)
 	sub, err := r.take(ctx, b.Record, rows)
 	if err != nil {
 		return nil, 0, err
@@ -714,6 +716,33 @@ func (r *Runner) writeQuarantine(ctx context.Context, b *ingest.Batch, date time
 		return nil, 0, err
 	}
 	return r.quarantineEvent(b, gs, offsets, sinkName, obj), int64(len(rows)), nil
+}
+
+// mergeRows returns the rows of groups, disjoint sets of rows of a batch
+// of n rows, in ascending order: marked in a bitmap and read back, which
+// takes time linear in n where sorting their concatenation took n log n.
+func mergeRows(n int64, groups [][]int) []int {
+	total := 0
+	for _, g := range groups {
+		total += len(g)
+	}
+	if len(groups) == 1 && slices.IsSorted(groups[0]) {
+		return slices.Clone(groups[0])
+	}
+	marked := make([]uint64, (n+63)/64)
+	for _, g := range groups {
+		for _, row := range g {
+			marked[row/64] |= 1 << (row % 64)
+		}
+	}
+	rows := make([]int, 0, total)
+	for w, bits := range marked {
+		for bits != 0 {
+			rows = append(rows, w*64+bits64.TrailingZeros64(bits))
+			bits &= bits - 1
+		}
+	}
+	return rows
 }
 
 // summarizeDeny makes one short reason for a quarantined group: the deny

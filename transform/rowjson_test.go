@@ -3,6 +3,7 @@ package transform
 import (
 	"encoding/json"
 	"math"
+	"slices"
 	"testing"
 	"time"
 
@@ -76,6 +77,26 @@ func TestRowEncoderIsValidJSON(t *testing.T) {
 			}
 		} else if got["s"] != nil || got["f"] != nil {
 			t.Errorf("nulls: %v", got)
+		}
+	}
+}
+
+func TestMergeRows(t *testing.T) {
+	for _, tc := range []struct {
+		n      int64
+		groups [][]int
+		want   []int
+	}{
+		{10, [][]int{{0, 3, 9}}, []int{0, 3, 9}},
+		{10, [][]int{{9, 3, 0}}, []int{0, 3, 9}},
+		{10, [][]int{{4, 7}, {0, 5}, {1, 9}}, []int{0, 1, 4, 5, 7, 9}},
+		{130, [][]int{{129, 64}, {63, 0}}, []int{0, 63, 64, 129}},
+		{5, nil, []int{}},
+		{5, [][]int{{}}, []int{}},
+	} {
+		got := mergeRows(tc.n, tc.groups)
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("mergeRows(%d, %v) = %v, want %v", tc.n, tc.groups, got, tc.want)
 		}
 	}
 }

@@ -54,7 +54,7 @@ the last line then reads
 
 Before the runs it times the creation of 200 empty files and warns when
 that is slow (on ext4 without a journal, for minutes after a mass
-deletion): the full pipeline creates five files per batch to the
+deletion): the full pipeline creates four files per batch to the
 baseline's one, so such a run understates it.
 
 The broker and every measured run are separate processes, so peak RSS is the
@@ -165,7 +165,7 @@ func benchOrchestrate(ctx context.Context, records, repeat, batch, workers int, 
 	defer os.RemoveAll(tmp)
 	if per, err := createCost(filepath.Join(tmp, "probe"), 200); err == nil && per > slowCreate {
 		fmt.Fprintf(stderr, "warning: creating a file takes %s of CPU in %s right now (under %s on a quiet disk): "+
-			"the full pipeline creates five files per batch to the baseline's one, so this run will understate it. "+
+			"the full pipeline creates four files per batch to the baseline's one, so this run will understate it. "+
 			"On ext4 this follows a mass deletion (a bench or test cleanup) within the last minutes; wait and run again.\n",
 			per.Round(time.Microsecond), os.TempDir(), slowCreate)
 	}
