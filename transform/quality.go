@@ -81,18 +81,18 @@ func ColumnQuality(rec arrow.RecordBatch, cols []string, ranges map[string][2]fl
 		}
 		m := lineage.ColumnMetrics{NullCount: nulls}
 		lo, hi := math.Inf(1), math.Inf(-1)
-		var finite []float64
+		n := 0 // finite values
 		for _, v := range vals {
 			if math.IsNaN(v) || math.IsInf(v, 0) {
 				m.NonFinite++
 				continue
 			}
-			finite = append(finite, v)
+			n++
 			m.Sum += v
 			lo, hi = min(lo, v), max(hi, v)
 		}
-		m.Count = float64(len(finite))
-		if len(finite) > 0 {
+		m.Count = float64(n)
+		if n > 0 {
 			mean := m.Sum / m.Count
 			m.Min, m.Max, m.Mean = &lo, &hi, &mean
 			hlo, hhi := lo, hi
@@ -100,8 +100,10 @@ func ColumnQuality(rec arrow.RecordBatch, cols []string, ranges map[string][2]fl
 				hlo, hhi = r[0], r[1]
 			}
 			m.Histogram = NewHistogram(hlo, hhi, bins)
-			for _, v := range finite {
-				histAdd(m.Histogram, v, 1)
+			for _, v := range vals {
+				if !math.IsNaN(v) && !math.IsInf(v, 0) {
+					histAdd(m.Histogram, v, 1)
+				}
 			}
 		}
 		out[name] = m
