@@ -26,10 +26,11 @@
 //
 // The runner builds events with NewEvent and the setters (or literals),
 // then calls Writer.Append once per batch before it acks the batch: Append
-// returns when the signed segment is durable. See Append for
-// what a replay after a crash does.
+// returns when the signed segment is durable. See Append for what a
+// replay after a crash does.
 //
-// The package depends only on the standard library and storage's
-// ErrNotExist; Store is the three-method subset of storage.ObjectStore it
-// uses. docs/lineage.md describes the format for auditors.
+// The package depends only on the standard library and package storage's
+// errors and optional interfaces (Retainer, Versioned); Store is the
+// subset of storage.ObjectStore it uses. docs/lineage.md describes the
+// format for auditors.
 package lineage

@@ -20,9 +20,6 @@ type Store interface {
 	// Create is Put that fails with an error matching storage.ErrExists
 	// when key already has an object; of racing Creates exactly one wins.
 	Create(ctx context.Context, key string, r io.Reader, size int64) error
-	// Delete removes the object at key; a missing key is not an error.
-	// Append uses it only for a stray signature left by an older build.
-	Delete(ctx context.Context, key string) error
 	// Get opens the object at key; the caller closes it. A missing key
 	// returns an error matching storage.ErrNotExist.
 	Get(ctx context.Context, key string) (io.ReadCloser, error)
