@@ -81,6 +81,12 @@ func parseSegment(data []byte) (*segment, error) {
 	if err != nil {
 		return nil, err
 	}
+	return parseEvents(data, signed, sig)
+}
+
+// parseEvents parses the event lines of the segment object data:
+// signed and sig as splitSignature returned them.
+func parseEvents(data, signed []byte, sig *embeddedSig) (*segment, error) {
 	s := &segment{sig: sig, signed: signed, size: len(data)}
 	for i, line := range bytes.Split(signed[:len(signed)-1], []byte{'\n'}) {
 		if len(line) == 0 {
@@ -116,17 +122,17 @@ func splitSignature(data []byte) (events []byte, sig *embeddedSig, err error) {
 	if !bytes.HasPrefix(last, sigLinePrefix) {
 		return data, nil, nil
 	}
-	line := bytes.Count(data[:start], []byte{'\n'}) + 1
+	line := func() int { return bytes.Count(data[:start], []byte{'\n'}) + 1 } // for messages
 	var sl signatureLine
 	if err := json.Unmarshal(last, &sl); err != nil {
-		return nil, nil, fmt.Errorf("%w: line %d (the signature): %v", ErrCorrupt, line, err)
+		return nil, nil, fmt.Errorf("%w: line %d (the signature): %v", ErrCorrupt, line(), err)
 	}
 	raw, err := base64.StdEncoding.DecodeString(sl.Sig.Signature)
 	switch {
 	case sl.Sig.Algorithm != SigAlgorithm:
-		return nil, nil, fmt.Errorf("%w: line %d: signature algorithm %q, want %q", ErrCorrupt, line, sl.Sig.Algorithm, SigAlgorithm)
+		return nil, nil, fmt.Errorf("%w: line %d: signature algorithm %q, want %q", ErrCorrupt, line(), sl.Sig.Algorithm, SigAlgorithm)
 	case err != nil || len(raw) != ed25519.SignatureSize:
-		return nil, nil, fmt.Errorf("%w: line %d: signature is not a base64 ed25519 signature", ErrCorrupt, line)
+		return nil, nil, fmt.Errorf("%w: line %d: signature is not a base64 ed25519 signature", ErrCorrupt, line())
 	case start == 0:
 		return nil, nil, fmt.Errorf("%w: a signature without events", ErrCorrupt)
 	}

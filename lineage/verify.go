@@ -392,7 +392,7 @@ func (v *verifier) chain(c *chainKeys, pub ed25519.PublicKey) error {
 				at(s.seq, "signature does not verify (segment altered or signed by another key)")
 			}
 		}
-		seg, err := parseSegment(data)
+		seg, err := parseEvents(data, signed, sig)
 		if err != nil {
 			at(s.seq, "unreadable: %v", err)
 			lost = true
