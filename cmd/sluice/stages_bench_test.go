@@ -65,7 +65,7 @@ func BenchmarkStages(b *testing.B) {
 				b.StopTimer()
 				runs++
 				run := filepath.Join(dir, fmt.Sprintf("%s-%d", mode, runs))
-				runner, src, closeAll := stagesRunner(b, spec, cluster.ListenAddrs(), run, key, mode, batches)
+				runner, src, closeAll := stagesRunner(b, cluster.ListenAddrs(), run, key, mode, batches)
 				b.StartTimer()
 				c0 := cpuTime()
 				ctx, cancel := context.WithCancel(context.Background())
@@ -98,7 +98,7 @@ func BenchmarkStages(b *testing.B) {
 
 // stagesRunner builds the runner of one BenchmarkStages iteration over a
 // fresh folder store under dir.
-func stagesRunner(b *testing.B, base *transform.Spec, brokers []string, dir string, key ed25519.PrivateKey, mode string, batches []*ingest.Batch) (*transform.Runner, *replaySource, func()) {
+func stagesRunner(b *testing.B, brokers []string, dir string, key ed25519.PrivateKey, mode string, batches []*ingest.Batch) (*transform.Runner, *replaySource, func()) {
 	b.Helper()
 	spec, err := demoSpec(dir)
 	if err != nil {
