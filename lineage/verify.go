@@ -479,17 +479,16 @@ func (v *verifier) deleted(prefix string) error {
 	_, iterPrefix := normPrefix(prefix)
 	err := vs.DeleteMarkers(v.ctx, iterPrefix, func(key string) error {
 		ki, ok := parseKey(key)
-		if !ok || ki.kind == kindPub {
-			if ok {
-				v.problem(Problem{Message: fmt.Sprintf("published key %s was deleted (a delete marker hides it)", key)})
-			}
+		switch {
+		case !ok:
+			return nil
+		case ki.kind == kindPub:
+			v.problem(Problem{Message: fmt.Sprintf("published key %s was deleted (a delete marker hides it)", key)})
 			return nil
 		}
-		what := "segment"
-		if ki.kind == kindSig {
-			what = "signature object"
-		} else {
-			ki.segment = key
+		what := "signature object"
+		if ki.kind == kindSegment {
+			what, ki.segment = "segment", key
 		}
 		v.problem(Problem{Chain: ki.pipeline + "/" + ki.chain, Segment: ki.segment, Seq: ki.seq,
 			Message: fmt.Sprintf("%s %s was deleted: a delete marker hides it; its earlier versions are in the bucket's version history", what, key)})

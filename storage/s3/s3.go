@@ -159,45 +159,40 @@ func (s *Store) Stat(ctx context.Context, key string) (storage.Attrs, error) {
 // Iter lists keys that start with prefix (a plain string prefix) in the
 // lexical order S3 lists them.
 func (s *Store) Iter(ctx context.Context, prefix string, fn func(key string) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel() // stops the listing goroutine when fn ends the walk
-	for info := range s.client.ListObjects(ctx, s.cfg.Bucket, minio.ListObjectsOptions{
-		Prefix:    s.prefix + prefix,
-		Recursive: true,
-	}) {
-		if info.Err != nil {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			return s.wrap("list", prefix, info.Err)
-		}
-		if err := fn(strings.TrimPrefix(info.Key, s.prefix)); err != nil {
-			return err
-		}
-	}
-	return ctx.Err()
+	return s.list(ctx, "list", prefix, false, func(info minio.ObjectInfo) error {
+		return fn(strings.TrimPrefix(info.Key, s.prefix))
+	})
 }
 
 // DeleteMarkers lists the versions under prefix and calls fn with each key
 // whose latest version is a delete marker.
 func (s *Store) DeleteMarkers(ctx context.Context, prefix string, fn func(key string) error) error {
+	return s.list(ctx, "list versions of", prefix, true, func(info minio.ObjectInfo) error {
+		if !info.IsDeleteMarker || !info.IsLatest {
+			return nil
+		}
+		return fn(strings.TrimPrefix(info.Key, s.prefix))
+	})
+}
+
+// list calls fn for every object (with versions: every version and delete
+// marker) under prefix, until fn fails or the listing ends.
+func (s *Store) list(ctx context.Context, op, prefix string, versions bool, fn func(minio.ObjectInfo) error) error {
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	defer cancel() // stops the listing goroutine when fn ends the walk
 	for info := range s.client.ListObjects(ctx, s.cfg.Bucket, minio.ListObjectsOptions{
 		Prefix:       s.prefix + prefix,
 		Recursive:    true,
-		WithVersions: true,
+		WithVersions: versions,
 	}) {
 		if info.Err != nil {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			return s.wrap("list versions of", prefix, info.Err)
+			return s.wrap(op, prefix, info.Err)
 		}
-		if info.IsDeleteMarker && info.IsLatest {
-			if err := fn(strings.TrimPrefix(info.Key, s.prefix)); err != nil {
-				return err
-			}
+		if err := fn(info); err != nil {
+			return err
 		}
 	}
 	return ctx.Err()
