@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -20,8 +21,8 @@ import (
 
 // ParquetOptions configure how a record batch is encoded.
 type ParquetOptions struct {
-	// Compression is the codec of every column: "zstd", "snappy" or
-	// "none". Default (empty): "zstd".
+	// Compression is the codec of every column, one of Codecs. Default
+	// (empty): "zstd".
 	Compression string `yaml:"compression"`
 	// NoStats names top-level columns written without min/max statistics.
 	// Statistics let readers skip files by value; on long strings that no
@@ -41,16 +42,28 @@ func (o ParquetOptions) Validate() error {
 	return err
 }
 
+// Codecs are the values ParquetOptions.Compression accepts:
+//
+//   - zstd (level 1): the smallest objects; the default.
+//   - snappy: about a quarter less encoding time than zstd on small
+//     objects, half again the bytes; read by every Parquet reader.
+//   - lz4: Parquet's LZ4_RAW, the fastest to encode, larger than snappy;
+//     read by DuckDB, pyarrow and Spark 3.4 or later, not by older readers.
+//   - none.
+var Codecs = []string{"zstd", "snappy", "lz4", "none"}
+
 func (o ParquetOptions) codec() (compress.Compression, error) {
 	switch o.Compression {
 	case "", "zstd":
 		return compress.Codecs.Zstd, nil
 	case "snappy":
 		return compress.Codecs.Snappy, nil
+	case "lz4":
+		return compress.Codecs.Lz4Raw, nil
 	case "none":
 		return compress.Codecs.Uncompressed, nil
 	}
-	return 0, fmt.Errorf("storage: parquet compression %q: want zstd, snappy or none", o.Compression)
+	return 0, fmt.Errorf("storage: parquet compression %q: want one of %s", o.Compression, strings.Join(Codecs, ", "))
 }
 
 // Object describes a written object, as lineage records it.

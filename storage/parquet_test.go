@@ -13,6 +13,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet/compress"
 	"github.com/apache/arrow-go/v18/parquet/file"
 
 	"github.com/sluice-dev/sluice/storage"
@@ -55,7 +56,7 @@ func record(mem memory.Allocator, n int) arrow.RecordBatch {
 }
 
 func TestParquetRoundTrip(t *testing.T) {
-	for _, codec := range []string{"", "zstd", "snappy", "none"} {
+	for _, codec := range append([]string{""}, storage.Codecs...) {
 		t.Run("compression="+codec, func(t *testing.T) {
 			mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
 			defer mem.AssertSize(t, 0)
@@ -157,15 +158,35 @@ func TestParquetCompressionOption(t *testing.T) {
 	rec := record(mem, 5000)
 	defer rec.Release()
 	sizes := map[string]int{}
-	for _, c := range []string{"zstd", "none"} {
+	for _, c := range storage.Codecs {
 		b, err := storage.EncodeParquet(rec, storage.ParquetOptions{Compression: c})
 		if err != nil {
 			t.Fatal(err)
 		}
 		sizes[c] = len(b)
+		// The codec named is the one every column chunk is written with.
+		r, err := file.NewParquetReader(bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]compress.Compression{"zstd": compress.Codecs.Zstd, "snappy": compress.Codecs.Snappy,
+			"lz4": compress.Codecs.Lz4Raw, "none": compress.Codecs.Uncompressed}[c]
+		rg := r.MetaData().RowGroup(0)
+		for i := range rg.NumColumns() {
+			cc, err := rg.ColumnChunk(i)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cc.Compression() != want {
+				t.Errorf("%s: column %d written with %s", c, i, cc.Compression())
+			}
+		}
+		r.Close()
 	}
-	if sizes["zstd"] >= sizes["none"] {
-		t.Errorf("zstd (%d bytes) not smaller than none (%d bytes)", sizes["zstd"], sizes["none"])
+	for _, c := range []string{"zstd", "snappy", "lz4"} {
+		if sizes[c] >= sizes["none"] {
+			t.Errorf("%s (%d bytes) not smaller than none (%d bytes)", c, sizes[c], sizes["none"])
+		}
 	}
 	if _, err := storage.EncodeParquet(rec, storage.ParquetOptions{Compression: "lzo"}); err == nil {
 		t.Error("unknown compression accepted")

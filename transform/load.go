@@ -122,6 +122,9 @@ func (s *Spec) SetDefaults() {
 			s.Sinks[i].Compression = "zstd"
 		}
 	}
+	if s.Quarantine.Compression == "" {
+		s.Quarantine.Compression = DefaultQuarantineCompression
+	}
 }
 
 // specPos is a 1-based line and column in the spec file.

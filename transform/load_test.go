@@ -197,6 +197,7 @@ func TestParseDefaults(t *testing.T) {
 		{"executor kind", s.Executors[0].Kind, "cpu"},
 		{"location name", s.Executors[0].Location.Name, "local"},
 		{"compression", s.Sinks[0].Compression, "zstd"},
+		{"quarantine compression", s.Quarantine.Compression, "snappy"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

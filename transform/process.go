@@ -1,6 +1,7 @@
 package transform
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -695,13 +696,14 @@ func (r *Runner) writeQuarantine(ctx context.Context, b *ingest.Batch, date time
 	defer rec.Release()
 
 	sinkName := r.cfg.Spec.Quarantine.Sink
-	sink, _ := r.cfg.Spec.Sink(sinkName)
 	key := storage.QuarantineKey("", r.cfg.Spec.Name, date, b.Topic, b.Partition, b.First, b.Last)
 	// Quarantine objects are kept for inspection and release, not scanned
 	// by value: their string columns go without min/max statistics, and the
 	// reason, the same on most rows, as a dictionary (together a quarter
-	// less encoding time on the demo's quarantine, and smaller).
-	opts := storage.ParquetOptions{Compression: sink.Compression, Dictionary: []string{ReasonColumn}}
+	// less encoding time on the demo's quarantine, and smaller). Their
+	// codec is the quarantine's own (snappy unless the spec says).
+	codec := cmp.Or(r.cfg.Spec.Quarantine.Compression, DefaultQuarantineCompression)
+	opts := storage.ParquetOptions{Compression: codec, Dictionary: []string{ReasonColumn}}
 	for _, f := range fields {
 		if f.Type.ID() == arrow.STRING || f.Type.ID() == arrow.LARGE_STRING || f.Type.ID() == arrow.BINARY {
 			opts.NoStats = append(opts.NoStats, f.Name)

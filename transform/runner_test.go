@@ -17,6 +17,8 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet/compress"
+	"github.com/apache/arrow-go/v18/parquet/file"
 
 	"github.com/sluice-dev/sluice/gpuexec"
 	"github.com/sluice-dev/sluice/ingest"
@@ -514,6 +516,70 @@ func TestRunnerQuarantinesWhenPolicyFails(t *testing.T) {
 		}
 	}
 	h.mem.AssertSize(t, 0)
+}
+
+// TestQuarantineCodec: quarantine objects take the quarantine's codec
+// (snappy by default), whatever their sink's, and feature objects keep the
+// sink's (zstd by default).
+func TestQuarantineCodec(t *testing.T) {
+	for _, tc := range []struct {
+		spec string
+		want compress.Compression
+	}{
+		{"", compress.Codecs.Snappy},
+		{"zstd", compress.Codecs.Zstd},
+		{"none", compress.Codecs.Uncompressed},
+	} {
+		t.Run("quarantine.compression="+tc.spec, func(t *testing.T) {
+			h := newHarness(t, append(rows("DE", 3, 0), rows("IN", 3, 3)...))
+			h.spec.Quarantine.Compression = tc.spec
+			if acks := h.run(t, 1, nil); acks[0].err != nil {
+				t.Fatal(acks[0].err)
+			}
+			codecs := func(prefix string) []compress.Compression {
+				t.Helper()
+				keys := h.fra.keys(prefix)
+				if len(keys) != 1 {
+					t.Fatalf("objects under %q: %v, want 1", prefix, keys)
+				}
+				rc, err := h.fra.Get(context.Background(), keys[0])
+				if err != nil {
+					t.Fatal(err)
+				}
+				data, err := io.ReadAll(rc)
+				rc.Close()
+				if err != nil {
+					t.Fatal(err)
+				}
+				r, err := file.NewParquetReader(bytes.NewReader(data))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer r.Close()
+				var out []compress.Compression
+				rg := r.MetaData().RowGroup(0)
+				for i := range rg.NumColumns() {
+					cc, err := rg.ColumnChunk(i)
+					if err != nil {
+						t.Fatal(err)
+					}
+					out = append(out, cc.Compression())
+				}
+				return out
+			}
+			for i, c := range codecs("quarantine/") {
+				if c != tc.want {
+					t.Errorf("quarantine column %d written with %s, want %s", i, c, tc.want)
+				}
+			}
+			for i, c := range codecs("pipeline=t/") {
+				if c != compress.Codecs.Zstd {
+					t.Errorf("feature column %d written with %s, want the sink's zstd", i, c)
+				}
+			}
+			h.mem.AssertSize(t, 0)
+		})
+	}
 }
 
 func readOne(t *testing.T, st *memStore, prefix string) arrow.Table {

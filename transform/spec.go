@@ -130,7 +130,8 @@ type Sink struct {
 	// URL is a store URL: file:///abs/path or
 	// s3://bucket/prefix?endpoint=host:port.
 	URL string `yaml:"url"`
-	// Compression is the Parquet codec; default "zstd".
+	// Compression is the Parquet codec of feature objects: zstd (the
+	// default), snappy, lz4 or none (storage.Codecs).
 	Compression string `yaml:"compression"`
 	// KafkaTopic, when set, is the real-time features topic of this
 	// sink's location: every feature row written here is also published
@@ -150,7 +151,17 @@ type Quarantine struct {
 	// location that may hold every kind of data the source carries
 	// (typically the same site as the Kafka cluster).
 	Sink string `yaml:"sink"`
+	// Compression is the Parquet codec of quarantine objects, whatever the
+	// sink's own; default "snappy". Quarantine objects are written on the
+	// hot path with every input column and read rarely (to inspect and
+	// release rows), so they are encoded for speed: on the demo's, snappy
+	// takes a quarter less time than zstd for half again the bytes
+	// (docs/BENCHMARKS.md).
+	Compression string `yaml:"compression"`
 }
+
+// DefaultQuarantineCompression is Quarantine.Compression's default.
+const DefaultQuarantineCompression = "snappy"
 
 // Lineage says where lineage events go and how they are signed.
 type Lineage struct {

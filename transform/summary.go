@@ -94,7 +94,7 @@ func (s *Spec) Summary(w io.Writer) {
 	for _, k := range s.Sinks {
 		line("  %s\t%s\t%s", k.Name, k.URL, k.Compression)
 	}
-	line("quarantine\tsink %s", s.Quarantine.Sink)
+	line("quarantine\tsink %s, %s", s.Quarantine.Sink, s.Quarantine.Compression)
 	signed := "not signed (no signing_key)"
 	if s.Lineage.SigningKey != "" {
 		signed = "signed with " + s.Lineage.SigningKey

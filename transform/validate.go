@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/sluice-dev/sluice/gpuexec"
+	"github.com/sluice-dev/sluice/storage"
 )
 
 // Validate checks a spec's meaning: required sections, known types and
@@ -90,10 +91,20 @@ func (c *specChecker) check(s *Spec) {
 	case !slices.Contains(sinks, s.Quarantine.Sink) && !c.broken["sinks"]:
 		c.add("quarantine.sink", "unknown sink %q%s", s.Quarantine.Sink, didYouMean(s.Quarantine.Sink, sinks))
 	}
+	c.checkCodec("quarantine.compression", s.Quarantine.Compression)
 	if s.Lineage.URL == "" {
 		c.add("lineage.url", "required: a store URL for lineage (file:///abs/path or s3://bucket/prefix?endpoint=host:port)")
 	} else if msg := checkStoreURL(s.Lineage.URL); msg != "" {
 		c.add("lineage.url", "%s", msg)
+	}
+}
+
+// checkCodec reports a Parquet codec the writer does not know; empty is
+// the default.
+func (c *specChecker) checkCodec(path, codec string) {
+	if codec != "" && !slices.Contains(storage.Codecs, codec) {
+		c.add(path, "unknown codec %q (want one of %s)%s", codec,
+			strings.Join(storage.Codecs, ", "), didYouMean(codec, storage.Codecs))
 	}
 }
 
@@ -452,11 +463,7 @@ func (c *specChecker) checkSinks(s *Spec) []string {
 		} else if msg := checkStoreURL(k.URL); msg != "" {
 			c.add(p+".url", "%s", msg)
 		}
-		codecs := []string{"zstd", "snappy", "gzip", "brotli", "lz4", "none"}
-		if k.Compression != "" && !slices.Contains(codecs, k.Compression) {
-			c.add(p+".compression", "unknown codec %q (want one of %s)%s", k.Compression,
-				strings.Join(codecs, ", "), didYouMean(k.Compression, codecs))
-		}
+		c.checkCodec(p+".compression", k.Compression)
 		formats := []string{FeatureFormatJSON, FeatureFormatArrow}
 		if k.KafkaFormat != "" && !slices.Contains(formats, k.KafkaFormat) {
 			c.add(p+".kafka_format", "unknown format %q (want one of %s)%s", k.KafkaFormat,

@@ -106,6 +106,10 @@ func TestValidateProblems(t *testing.T) {
 		{"duplicate executor", func(s *transform.Spec) { s.Executors = append(s.Executors, s.Executors[0]) }, "executors[1].id", "duplicate executor id"},
 		{"duplicate sink", func(s *transform.Spec) { s.Sinks = append(s.Sinks, s.Sinks[0]) }, "sinks[1].name", "duplicate sink name"},
 		{"codec", func(s *transform.Spec) { s.Sinks[0].Compression = "zstandard" }, "sinks[0].compression", "unknown codec"},
+		// Only codecs the Parquet writer has: a spec naming another one
+		// would pass and then stall on its first write.
+		{"codec the writer lacks", func(s *transform.Spec) { s.Sinks[0].Compression = "gzip" }, "sinks[0].compression", "want one of zstd, snappy, lz4, none"},
+		{"quarantine codec", func(s *transform.Spec) { s.Quarantine.Compression = "snapy" }, "quarantine.compression", `did you mean "snappy"?`},
 		{"relative file url", func(s *transform.Spec) { s.Sinks[0].URL = "file:relative" }, "sinks[0].url", "absolute path"},
 		{"s3 without bucket", func(s *transform.Spec) { s.Lineage.URL = "s3:///prefix" }, "lineage.url", "s3://bucket"},
 		{"no quarantine", func(s *transform.Spec) { s.Quarantine.Sink = "" }, "quarantine.sink", "required"},
