@@ -92,7 +92,7 @@ func (s *Spec) SetDefaults() {
 		s.Source.DeadLetterTopic = s.Source.Topic + ".dlq"
 	}
 	if s.Batching.MaxRecords == 0 {
-		s.Batching.MaxRecords = 10000
+		s.Batching.MaxRecords = 20000 // kafka.DefaultMaxRecords
 	}
 	if s.Batching.MaxBytes == 0 {
 		s.Batching.MaxBytes = 16 << 20

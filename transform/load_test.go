@@ -189,7 +189,7 @@ func TestParseDefaults(t *testing.T) {
 		{"format", s.Source.Format, "json"},
 		{"start offset", s.Source.StartOffset, "earliest"},
 		{"dead letter topic", s.Source.DeadLetterTopic, "events.dlq"},
-		{"max records", s.Batching.MaxRecords, 10000},
+		{"max records", s.Batching.MaxRecords, 20000},
 		{"max bytes", s.Batching.MaxBytes, int64(16 << 20)},
 		{"max record bytes", s.Batching.MaxRecordBytes, int64(1 << 20)},
 		{"linger", s.Batching.Linger, 500 * time.Millisecond},

@@ -78,7 +78,8 @@ type Residency struct {
 
 // Batching bounds a batch; whichever limit is reached first cuts it.
 type Batching struct {
-	// MaxRecords defaults to 10000.
+	// MaxRecords defaults to 20000 (ingest/kafka.DefaultMaxRecords says
+	// why).
 	MaxRecords int `yaml:"max_records"`
 	// MaxBytes defaults to 16 MiB.
 	MaxBytes int64 `yaml:"max_bytes"`

@@ -40,7 +40,7 @@ without policy and lineage (everything allowed on one executor, lineage
 discarded), so the figures are ratios. The two run in turns (--repeat
 pairs, default 3) so that a slow spell of a shared machine hits both; the
 ratio is the median of the pairs' ratios, and the table shows that pair.
-Both use sluice's default batching (--batch 10000 records; the demo's spec
+Both use sluice's default batching (--batch 20000 records; the demo's spec
 says 5000) and 4 workers (--workers). Each run also reports its CPU time
 per record, which a neighbour's load moves less than records/s. With --s3
 the full pipeline also writes to an S3 gateway on loopback (versitygw on

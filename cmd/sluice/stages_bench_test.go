@@ -21,10 +21,10 @@ import (
 )
 
 // stagesRecords is how many demo records one iteration of BenchmarkStages
-// processes: 40 batches of sluice's default 10000, over 4 partitions.
+// processes: 20 batches of sluice's default 20000, over 4 partitions.
 const (
 	stagesRecords    = 400_000
-	stagesBatch      = 10_000
+	stagesBatch      = 20_000
 	stagesPartitions = 4
 )
 
