@@ -44,6 +44,40 @@ type VerifyReport struct {
 	// of no chain first, then by chain and seq, so Findings[0] is the
 	// first broken link.
 	Findings []Problem `json:"findings,omitempty"`
+	// Partitions are the Kafka offsets each chain's batches cover, by
+	// chain; a chain whose segments could not be read may be missing.
+	Partitions []Coverage `json:"partitions,omitempty"`
+	// Commits is "checked" when the offsets a consumer group committed
+	// were compared with Partitions (VerifyOptions.Commits), "not checked"
+	// otherwise.
+	Commits string `json:"commits"`
+}
+
+// Coverage is the range of offsets of one topic partition that a chain's
+// batches record.
+type Coverage struct {
+	Chain     string `json:"chain"` // pipeline/chain
+	Topic     string `json:"topic"`
+	Partition int    `json:"partition"`
+	First     int64  `json:"first"`
+	Last      int64  `json:"last"`
+}
+
+// Commits are the offsets a pipeline's consumer group has committed on
+// its topic. The pipeline commits an offset only once the batch's output
+// and lineage are durable, so every committed offset must be in its
+// partition's chain: a commit beyond the chain's last offset means
+// records whose lineage is gone (a chain deleted or cut short, which a
+// folder or an unversioned bucket cannot show otherwise) or were skipped
+// (the group's offsets moved past them by hand).
+type Commits struct {
+	Pipeline string
+	Topic    string
+	Group    string
+	// Next maps a partition to the offset the group will read next: it
+	// has committed every offset before it. Partitions without a commit
+	// are absent.
+	Next map[int]int64
 }
 
 // Problem is one finding of Verify and where it is.
@@ -181,6 +215,9 @@ type VerifyOptions struct {
 	// checked, from one goroutine at a time, so that a long verify can say
 	// how far it is. Default (nil): no calls.
 	Progress func(VerifyProgress)
+	// Commits, if set, are checked against the chains: every committed
+	// offset must be recorded. Default (nil): commits are not checked.
+	Commits *Commits
 }
 
 // VerifyProgress says how far a verify is.
@@ -291,6 +328,11 @@ func VerifyWith(ctx context.Context, store Store, prefix string, opts VerifyOpti
 		}
 	}
 	rep.Chains = len(l.chains)
+	rep.Commits = "not checked"
+	if opts.Commits != nil {
+		v.commits(*opts.Commits)
+		rep.Commits = "checked"
+	}
 	if err := v.retention(l); err != nil {
 		return *rep, err
 	}
@@ -318,7 +360,8 @@ type verifier struct {
 	rep      VerifyReport
 	findings []Problem
 	refs     []objectRef
-	segTotal int // segments listed, for Progress
+	segTotal int               // segments listed, for Progress
+	ends     map[string]uint64 // chain label -> the seq its next event would have
 }
 
 // progress reports to opts.Progress, if set.
@@ -338,6 +381,7 @@ type objectRef struct {
 func (v *verifier) problem(p Problem) { v.findings = append(v.findings, p) }
 
 func (v *verifier) chain(c *chainKeys, pub ed25519.PublicKey) error {
+	firstOff := int64(-1) // the lowest offset of the chain's batches
 	var (
 		expectSeq uint64
 		prevHash  string
@@ -465,8 +509,51 @@ func (v *verifier) chain(c *chainKeys, pub ed25519.PublicKey) error {
 		if prevBatch == nil || b.Last > prevBatch.Last {
 			prevBatch, batchKey = b, key
 		}
+		if firstOff < 0 || b.First < firstOff {
+			firstOff = b.First
+		}
+	}
+	if v.ends == nil {
+		v.ends = map[string]uint64{}
+	}
+	v.ends[c.label()] = expectSeq
+	if prevBatch != nil {
+		v.rep.Partitions = append(v.rep.Partitions, Coverage{Chain: c.label(), Topic: prevBatch.Topic,
+			Partition: prevBatch.Partition, First: firstOff, Last: prevBatch.Last})
 	}
 	return nil
+}
+
+// commits reports every committed offset that no chain records.
+func (v *verifier) commits(cm Commits) {
+	last := map[int]int64{}
+	for _, c := range v.rep.Partitions {
+		if c.Topic == cm.Topic && strings.HasPrefix(c.Chain, cm.Pipeline+"/") {
+			last[c.Partition] = max(c.Last, last[c.Partition])
+		}
+	}
+	parts := slices.Sorted(maps.Keys(cm.Next))
+	for _, p := range parts {
+		next := cm.Next[p]
+		if next <= 0 {
+			continue
+		}
+		chain := fmt.Sprintf("%s/%s-%d", cm.Pipeline, cm.Topic, p)
+		l, ok := last[p]
+		switch {
+		case !ok:
+			v.problem(Problem{Chain: chain, Message: fmt.Sprintf(
+				"group %s committed %s/%d through offset %d, but no chain records the partition: "+
+					"those records were committed without lineage (the chain deleted, or the group's offsets moved by hand)",
+				cm.Group, cm.Topic, p, next-1)})
+		case next-1 > l:
+			// Where the missing events would be: after the chain's last.
+			v.problem(Problem{Chain: chain, Seq: v.ends[chain], Message: fmt.Sprintf(
+				"group %s committed %s/%d through offset %d, but the chain records it only through %d: "+
+					"offsets %d..%d were committed without lineage (the chain's last segments deleted, or the group's offsets moved past them by hand)",
+				cm.Group, cm.Topic, p, next-1, l, l+1, next-1)})
+		}
+	}
 }
 
 // deleted reports the lineage objects deleted from a versioned bucket:

@@ -2,8 +2,10 @@ package lineage
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -263,4 +265,88 @@ func containsAll(s string, subs []string) bool {
 		}
 	}
 	return true
+}
+
+// TestVerifyCommits: every offset the consumer group committed must be in
+// its partition's chain. A commit past the chain's end is what a chain
+// deleted whole, or its last segments, leaves on a store that keeps no
+// versions; a commit within the chain (or behind it: lineage written,
+// commit lost to a crash) is fine.
+func TestVerifyCommits(t *testing.T) {
+	base := newMemStore()
+	w := newTestWriter(t, base)
+	appendBatches(t, w, "events-3", "events", 3, 100, 10, 4) // 100..139
+	appendBatches(t, w, "events-1", "events", 1, 0, 10, 2)   // 0..19
+	verify := func(s Store, next map[int]int64) VerifyReport {
+		t.Helper()
+		rep, err := VerifyWith(context.Background(), s, "lineage", VerifyOptions{
+			Commits: &Commits{Pipeline: testPipeline, Topic: "events", Group: "sluice-card-fraud", Next: next}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep
+	}
+
+	rep := verify(base, map[int]int64{3: 140, 1: 12})
+	if !rep.OK || rep.Commits != "checked" {
+		t.Fatalf("commits within the chains: ok %v, commits %q, %v", rep.OK, rep.Commits, rep.Problems)
+	}
+	want := []Coverage{
+		{Chain: testPipeline + "/events-1", Topic: "events", Partition: 1, First: 0, Last: 19},
+		{Chain: testPipeline + "/events-3", Topic: "events", Partition: 3, First: 100, Last: 139},
+	}
+	if !slices.Equal(rep.Partitions, want) {
+		t.Fatalf("coverage %+v, want %+v", rep.Partitions, want)
+	}
+
+	cases := []struct {
+		name string
+		edit func(s *memStore)
+		next map[int]int64
+		want []string
+	}{
+		{"commit past the chain", nil, map[int]int64{3: 150, 1: 20},
+			[]string{"chain card-fraud/events-3", "group sluice-card-fraud committed events/3 through offset 149",
+				"records it only through 139", "offsets 140..149 were committed without lineage"}},
+		{"last segment deleted", func(s *memStore) { s.del(segKey(9)) }, map[int]int64{3: 140},
+			[]string{"chain card-fraud/events-3", "through offset 139", "records it only through 129", "offsets 130..139"}},
+		{"chain deleted whole", func(s *memStore) {
+			deleteChain(s, "events-1")
+		}, map[int]int64{3: 140, 1: 20},
+			[]string{"chain card-fraud/events-1", "committed events/1 through offset 19", "no chain records the partition"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := base.clone()
+			if tc.edit != nil {
+				tc.edit(s)
+			}
+			rep := verify(s, tc.next)
+			if rep.OK {
+				t.Fatal("verify passed commits no lineage records")
+			}
+			for _, p := range rep.Problems {
+				if containsAll(p, tc.want) {
+					return
+				}
+			}
+			t.Errorf("no problem mentions all of %q; problems:\n%s", tc.want, strings.Join(rep.Problems, "\n"))
+		})
+	}
+	// Without commits, a chain deleted whole leaves no trace here (a folder
+	// or unversioned bucket): the reason to pass them.
+	s := base.clone()
+	deleteChain(s, "events-1")
+	if rep := mustVerify(t, s, nil); !rep.OK || rep.Commits != "not checked" {
+		t.Fatalf("sanity: without commits a deleted chain is invisible; ok %v, commits %q, %v", rep.OK, rep.Commits, rep.Problems)
+	}
+}
+
+// deleteChain deletes every object of a chain of the test pipeline.
+func deleteChain(s *memStore, chain string) {
+	for _, k := range s.keys("") {
+		if strings.HasPrefix(k, "lineage/pipeline="+testPipeline+"/chain="+chain+"/") {
+			s.del(k)
+		}
+	}
 }

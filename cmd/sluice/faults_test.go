@@ -761,7 +761,9 @@ func (e *faultEnv) check(t *testing.T) faultResult {
 		}
 	}
 
-	out, err := exec.Command(e.bin, "lineage", "verify", "--store", e.bucketURL).CombinedOutput()
+	// With the spec, verify also checks every offset the group committed
+	// against the chains.
+	out, err := exec.Command(e.bin, "lineage", "verify", "--store", e.bucketURL, "--spec", e.spec).CombinedOutput()
 	r.verify = "ok"
 	if err != nil {
 		r.verify = "FAILED"

@@ -14,9 +14,11 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/sluice-dev/sluice/ingest/kafka"
 	"github.com/sluice-dev/sluice/lineage"
 	"github.com/sluice-dev/sluice/storage"
 	"github.com/sluice-dev/sluice/storage/backend"
+	"github.com/sluice-dev/sluice/transform"
 )
 
 const lineageUsage = `Usage:
@@ -53,7 +55,7 @@ func cmdLineage(ctx context.Context, args []string, stdout, stderr io.Writer) er
 }
 
 func cmdLineageVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("lineage verify", "lineage verify --store URL [--key FILE] [--objects=false] [-o json]",
+	fs := newFlags("lineage verify", "lineage verify --store URL [--spec FILE] [--key FILE] [--objects=false] [-o json]",
 		`Checks that the lineage is complete and unaltered: every segment's ed25519
 signature, every event's link to the previous one (hash chain, one chain per
 topic partition), that consecutive batches of a partition are contiguous,
@@ -71,13 +73,24 @@ retention.
 Exits 1 on any problem; the first broken link (by chain, then seq) is
 printed first, naming chain, segment key, seq and object.
 
+With --spec (the pipeline's spec) it also reads the offsets the
+pipeline's consumer group has committed (source.brokers, source.group,
+source.security) and checks that every committed offset is in its
+partition's chain: the pipeline commits only after lineage is durable, so
+a commit past a chain's end means a chain deleted whole or cut short (which
+a folder or an unversioned bucket shows no other way) or offsets moved past
+unprocessed records by hand. The commits are read before the lineage, so
+a pipeline running meanwhile cannot cause a false alarm. --store defaults
+to the spec's lineage.url.
+
 By default the public key published beside the lineage is used; pass the
 key you hold (--key) to rule out a replaced key.
 
 A long trail takes a while (about 80 s per million events here): a
 progress line goes to stderr every --progress (default 2s; 0: none).
 `, stderr)
-	store := fs.String("store", "", "lineage store `URL`")
+	store := fs.String("store", "", "lineage store `URL` (default with --spec: its lineage.url)")
+	specFile := fs.String("spec", "", "pipeline spec `FILE`: also check its consumer group's committed offsets against the chains")
 	pubFile := fs.String("key", "", "PEM ed25519 public key `file` (default: the published one)")
 	objects := fs.Bool("objects", true, "check every feature and quarantine object's sha256, size and rows")
 	every := fs.Duration("progress", 2*time.Second, "print progress to stderr this often (0: never)")
@@ -86,6 +99,23 @@ progress line goes to stderr every --progress (default 2s; 0: none).
 	asJSON, err := parseOutput(fs, &out, args)
 	if err != nil {
 		return err
+	}
+	// Commits first: the pipeline commits only after the lineage is
+	// durable, so lineage read afterwards holds every commit seen here.
+	var commits *lineage.Commits
+	if *specFile != "" {
+		spec, err := transform.Load(*specFile)
+		if err != nil {
+			return err
+		}
+		if *store == "" {
+			*store = spec.Lineage.URL
+		}
+		next, err := kafka.Committed(ctx, spec.Source.Brokers, spec.Source.Security, spec.Source.Group, spec.Source.Topic)
+		if err != nil {
+			return err
+		}
+		commits = &lineage.Commits{Pipeline: spec.Name, Topic: spec.Source.Topic, Group: spec.Source.Group, Next: next}
 	}
 	st, err := openLineageStore(ctx, *store)
 	if err != nil {
@@ -101,7 +131,7 @@ progress line goes to stderr every --progress (default 2s; 0: none).
 	if pub != nil && key == nil {
 		return fmt.Errorf("%w: %s is not a PEM ed25519 public key", errUsage, *pubFile)
 	}
-	opts := lineage.VerifyOptions{Key: key}
+	opts := lineage.VerifyOptions{Key: key, Commits: commits}
 	if *objects {
 		opts.Objects = openObjectStore
 		opts.Rows = storage.CountRows
@@ -146,8 +176,8 @@ func printVerify(w io.Writer, rep lineage.VerifyReport, objects bool) {
 	if objects {
 		checked = fmt.Sprintf("%d objects checked", rep.Objects)
 	}
-	fmt.Fprintf(w, "lineage %s: %d chains, %d segments, %d events, %d replays, %s, retention %s\n",
-		status, rep.Chains, rep.Segments, rep.Events, rep.Replays, checked, rep.Retention)
+	fmt.Fprintf(w, "lineage %s: %d chains, %d segments, %d events, %d replays, %s, retention %s, commits %s\n",
+		status, rep.Chains, rep.Segments, rep.Events, rep.Replays, checked, rep.Retention, rep.Commits)
 	if len(rep.Problems) > 0 {
 		fmt.Fprintln(w, "  first broken link:", rep.Problems[0])
 	}
