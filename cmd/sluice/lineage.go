@@ -55,7 +55,7 @@ func cmdLineage(ctx context.Context, args []string, stdout, stderr io.Writer) er
 }
 
 func cmdLineageVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("lineage verify", "lineage verify --store URL [--spec FILE] [--key FILE] [--objects=false] [-o json]",
+	fs := newFlags("lineage verify", "lineage verify (--store URL | --spec FILE) [--key FILE] [--objects=false] [-o json]",
 		`Checks that the lineage is complete and unaltered: every segment's ed25519
 signature, every event's link to the previous one (hash chain, one chain per
 topic partition), that consecutive batches of a partition are contiguous,
