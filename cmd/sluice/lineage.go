@@ -22,7 +22,7 @@ import (
 )
 
 const lineageUsage = `Usage:
-  sluice lineage verify --store URL [--key FILE] [--objects=false] [-o json]
+  sluice lineage verify (--store URL | --spec FILE) [--key FILE] [--objects=false] [-o json]
   sluice lineage trace  --store URL (--topic T --partition P --offset O | --object KEY) [-o json]
   sluice lineage report --store URL [--residency] [--since T] [--until T] [-o json]
   sluice lineage export --store URL --openlineage URL [--api-key KEY] [--since T] [--until T]
