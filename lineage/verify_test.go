@@ -233,16 +233,7 @@ func TestVerifyDetectsTampering(t *testing.T) {
 			if tc.trusted {
 				pub = owner.Public().(ed25519.PublicKey)
 			}
-			rep := mustVerify(t, s, pub)
-			if rep.OK {
-				t.Fatal("verify passed a tampered store")
-			}
-			for _, p := range rep.Problems {
-				if containsAll(p, tc.want) {
-					return
-				}
-			}
-			t.Errorf("no problem mentions all of %q; problems:\n%s", tc.want, strings.Join(rep.Problems, "\n"))
+			wantProblem(t, mustVerify(t, s, pub), tc.want)
 		})
 	}
 	// The published-key case shows why a trusted key matters: with the
@@ -256,6 +247,21 @@ func TestVerifyDetectsTampering(t *testing.T) {
 	if rep := mustVerify(t, s, nil); !rep.OK {
 		t.Errorf("sanity: a fully re-signed store with its key replaced verifies against that key; got %v", rep.Problems)
 	}
+}
+
+// wantProblem fails unless verify failed with a problem that mentions
+// every string of want.
+func wantProblem(t *testing.T, rep VerifyReport, want []string) {
+	t.Helper()
+	if rep.OK {
+		t.Fatal("verify passed")
+	}
+	for _, p := range rep.Problems {
+		if containsAll(p, want) {
+			return
+		}
+	}
+	t.Errorf("no problem mentions all of %q; problems:\n%s", want, strings.Join(rep.Problems, "\n"))
 }
 
 func containsAll(s string, subs []string) bool {
@@ -321,16 +327,7 @@ func TestVerifyCommits(t *testing.T) {
 			if tc.edit != nil {
 				tc.edit(s)
 			}
-			rep := verify(s, tc.next)
-			if rep.OK {
-				t.Fatal("verify passed commits no lineage records")
-			}
-			for _, p := range rep.Problems {
-				if containsAll(p, tc.want) {
-					return
-				}
-			}
-			t.Errorf("no problem mentions all of %q; problems:\n%s", tc.want, strings.Join(rep.Problems, "\n"))
+			wantProblem(t, verify(s, tc.next), tc.want)
 		})
 	}
 	// Without commits, a chain deleted whole leaves no trace here (a folder
