@@ -27,8 +27,8 @@ const (
 // a fixed amount on top of its rows (a Parquet object per location, the
 // quarantine object, a lineage segment, each durable), so at 20000 the
 // demo pipeline runs about a fifth faster than at 10000 for twice the
-// rows per object and a p99 batch latency near 0.3 s at full load (peak
-// RSS 260 MiB at 440k records/s; docs/BENCHMARKS.md). At low rates
+// rows per object and a p99 batch latency of 0.3–0.4 s at full load (peak
+// RSS 240–280 MiB at 400–500k records/s; docs/BENCHMARKS.md). At low rates
 // Linger cuts batches first, so latency stays bounded by it.
 const (
 	DefaultMaxRecords        = 20000
