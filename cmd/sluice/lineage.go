@@ -14,7 +14,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/sluice-dev/sluice/ingest/kafka"
 	"github.com/sluice-dev/sluice/lineage"
 	"github.com/sluice-dev/sluice/storage"
 	"github.com/sluice-dev/sluice/storage/backend"
@@ -111,11 +110,9 @@ progress line goes to stderr every --progress (default 2s; 0: none).
 		if *store == "" {
 			*store = spec.Lineage.URL
 		}
-		next, err := kafka.Committed(ctx, spec.Source.Brokers, spec.Source.Security, spec.Source.Group, spec.Source.Topic)
-		if err != nil {
+		if commits, err = specCommits(spec, false)(ctx); err != nil {
 			return err
 		}
-		commits = &lineage.Commits{Pipeline: spec.Name, Topic: spec.Source.Topic, Group: spec.Source.Group, Next: next}
 	}
 	st, err := openLineageStore(ctx, *store)
 	if err != nil {

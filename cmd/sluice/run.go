@@ -134,6 +134,7 @@ Example:
 			Ready: []readinessCheck{readyBrokers(spec.Source.Brokers), readyStoreWritable("sink", sink, "_sluice/readyz"),
 				readyPolicy(p.decider.Revision), readyExecutors(p.execs)},
 			AdminTokens: admins, AuditorTokens: auditors, Logger: logger,
+			Commits: specCommits(spec, true),
 		})
 		addr, wait, err := startHTTP(ctx, *httpAddr, h, logger)
 		if err != nil {

@@ -24,8 +24,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sluice-dev/sluice/gpuexec"
+	"github.com/sluice-dev/sluice/ingest/kafka"
 	"github.com/sluice-dev/sluice/lineage"
 	"github.com/sluice-dev/sluice/storage"
+	"github.com/sluice-dev/sluice/transform"
 )
 
 const serveHelp = `Serves the lineage of a pipeline over HTTP for auditors and operators:
@@ -41,7 +43,9 @@ const serveHelp = `Serves the lineage of a pipeline over HTTP for auditors and o
   /api/v1/verify signatures, hash chains and offset coverage (JSON; ok=false
                  with problems when the trail is broken); ?objects=true also
                  reads every object the trail names and checks its sha256,
-                 size and rows (slow on a large store)
+                 size and rows (slow on a large store); with --spec also
+                 every offset the pipeline's consumer group committed
+                 (502 when the broker cannot be read)
   /metrics       Prometheus metrics (admin token only)
   /healthz       liveness: 200 while the process is up
   /readyz        readiness: 200 when the lineage store can be read, else 503
@@ -54,7 +58,8 @@ downtime). An admin token (--token-file) reads everything; an auditor token
 every endpoint is open, which is allowed only on a loopback address.
 
 'sluice run --http ADDR' serves the same endpoints beside a running
-pipeline, with its metrics and readiness (broker, store, policy, executors).
+pipeline, with its metrics and readiness (broker, store, policy, executors),
+and its /api/v1/verify always checks the group's commits.
 
 Example:
   sluice serve --store file://$PWD/.demo --listen 127.0.0.1:8080
@@ -62,8 +67,9 @@ Example:
 `
 
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("serve", "serve --store URL [--listen ADDR] [--token-file FILE] [--auditor-token-file FILE] [--key FILE]", serveHelp, stderr)
-	store := fs.String("store", "", "lineage store `URL` (file:///abs/path or s3://bucket/prefix?endpoint=host:port)")
+	fs := newFlags("serve", "serve (--store URL | --spec FILE) [--listen ADDR] [--token-file FILE] [--auditor-token-file FILE] [--key FILE]", serveHelp, stderr)
+	store := fs.String("store", "", "lineage store `URL` (file:///abs/path or s3://bucket/prefix?endpoint=host:port; default with --spec: its lineage.url)")
+	specFile := fs.String("spec", "", "pipeline spec `FILE`: /api/v1/verify also checks its consumer group's committed offsets against the chains")
 	listen := fs.String("listen", "127.0.0.1:8080", "listen `address` (host:port)")
 	adminFile := fs.String("token-file", "", "admin bearer tokens, one per line (`file`)")
 	auditorFile := fs.String("auditor-token-file", "", "auditor bearer tokens, one per line (`file`)")
@@ -91,6 +97,16 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return fmt.Errorf("%w: %s: %v", errUsage, *pubFile, err)
 		}
 	}
+	if *specFile != "" {
+		spec, err := transform.Load(*specFile)
+		if err != nil {
+			return err
+		}
+		if *store == "" {
+			*store = spec.Lineage.URL
+		}
+		opts.Commits = specCommits(spec, false)
+	}
 	st, err := openLineageStore(ctx, *store)
 	if err != nil {
 		return err
@@ -103,6 +119,20 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	fmt.Fprintf(stdout, "sluice serve: listening on http://%s\n", addr)
 	return wait()
+}
+
+// specCommits reads the committed offsets of spec's consumer group on its
+// topic. running says the pipeline runs in this process: a group that has
+// committed nothing yet is then simply new; otherwise it is an error
+// (a wrong group name must not pass as checked).
+func specCommits(spec *transform.Spec, running bool) func(context.Context) (*lineage.Commits, error) {
+	return func(ctx context.Context) (*lineage.Commits, error) {
+		next, err := kafka.Committed(ctx, spec.Source.Brokers, spec.Source.Security, spec.Source.Group, spec.Source.Topic)
+		if err != nil && !(running && errors.Is(err, kafka.ErrNoCommits)) {
+			return nil, err
+		}
+		return &lineage.Commits{Pipeline: spec.Name, Topic: spec.Source.Topic, Group: spec.Source.Group, Next: next}, nil
+	}
 }
 
 // readTokens reads a token file: one token per line, blank lines and
@@ -208,6 +238,10 @@ type httpOptions struct {
 	AdminTokens, AuditorTokens []string
 	// Logger gets one line per failed API call. Default: slog.Default().
 	Logger *slog.Logger
+	// Commits reads the pipeline's consumer group's committed offsets,
+	// which /api/v1/verify then checks against the chains. Default (nil):
+	// commits are not checked.
+	Commits func(context.Context) (*lineage.Commits, error)
 }
 
 // role is what a bearer token may read.
@@ -450,6 +484,16 @@ func (s *server) verify(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	opts := lineage.VerifyOptions{Key: s.opts.VerifyKey}
+	if s.opts.Commits != nil {
+		// Before the lineage: a commit follows its batch's lineage.
+		c, err := s.opts.Commits(r.Context())
+		if err != nil {
+			s.opts.Logger.Warn("lineage API", "path", r.URL.Path, "err", err)
+			apiError(w, http.StatusBadGateway, err.Error())
+			return
+		}
+		opts.Commits = c
+	}
 	if r.URL.Query().Get("objects") == "true" {
 		// Reads every feature and quarantine object the trail names.
 		opts.Objects = openObjectStore

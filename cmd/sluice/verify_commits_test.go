@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,7 +14,9 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/sluice-dev/sluice/ingest/kafka"
 	"github.com/sluice-dev/sluice/lineage"
+	"github.com/sluice-dev/sluice/transform"
 )
 
 // TestLineageVerifyAgainstCommits: `lineage verify --spec` reads the
@@ -86,6 +89,32 @@ lineage: {url: "file://%s"}
 			t.Fatalf("verify --spec after a commit past the lineage: exit %d, want a problem saying %q\n%s%s", code, want, out, errOut)
 		}
 	})
+	t.Run("serve", func(t *testing.T) {
+		st, err := openLineageStore(context.Background(), "file://"+base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		moved := map[int]int64{}
+		for p, n := range next {
+			moved[p] = n
+		}
+		moved[0] += 5
+		var fail error
+		h := newHTTPServer(httpOptions{Store: st, Commits: func(context.Context) (*lineage.Commits, error) {
+			return &lineage.Commits{Pipeline: "demo", Topic: "events", Group: "audit-demo", Next: moved}, fail
+		}})
+		var v lineage.VerifyReport
+		if rec := get(t, h, "/api/v1/verify", ""); rec.Code != 200 || json.Unmarshal(rec.Body.Bytes(), &v) != nil {
+			t.Fatalf("/api/v1/verify: %d %s", rec.Code, rec.Body)
+		}
+		if v.OK || v.Commits != "checked" || !strings.Contains(strings.Join(v.Problems, "\n"), "chain demo/events-0") {
+			t.Fatalf("/api/v1/verify with a commit past the lineage: ok %v, commits %q, %v", v.OK, v.Commits, v.Problems)
+		}
+		fail = fmt.Errorf("broker unreachable")
+		if rec := get(t, h, "/api/v1/verify", ""); rec.Code != 502 || !strings.Contains(rec.Body.String(), "broker unreachable") {
+			t.Fatalf("/api/v1/verify when the commits cannot be read: %d %s", rec.Code, rec.Body)
+		}
+	})
 	t.Run("wrong group", func(t *testing.T) {
 		wrong := filepath.Join(t.TempDir(), "wrong.yaml")
 		b, _ := os.ReadFile(spec)
@@ -95,6 +124,40 @@ lineage: {url: "file://%s"}
 			t.Fatalf("verify --spec with a group that never committed: exit %d\n%s%s", code, out, errOut)
 		}
 	})
+}
+
+// TestSpecCommitsOfANewGroup: beside a running pipeline (sluice run
+// --http) a group that has committed nothing yet is new, not an error; for
+// an auditor's --spec it is (a wrong group name must not pass).
+func TestSpecCommitsOfANewGroup(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "events"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	spec, err := transform.Parse("spec.yaml", fmt.Appendf(nil, `name: demo
+source: {brokers: [%q], topic: events}
+schema:
+  - {name: amount, type: float64}
+features:
+  - {name: amount_log, input: amount, ops: [log1p]}
+executors:
+  - {id: local, location: {kind: onprem, jurisdiction: DE}, sink: local}
+sinks:
+  - {name: local, url: "file:///tmp/unused"}
+quarantine: {sink: local}
+lineage: {url: "file:///tmp/unused"}
+`, cluster.ListenAddrs()[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := specCommits(spec, true)(context.Background())
+	if err != nil || len(c.Next) != 0 || c.Group != "sluice-demo" {
+		t.Fatalf("running pipeline, new group: %+v, %v", c, err)
+	}
+	if _, err := specCommits(spec, false)(context.Background()); !errors.Is(err, kafka.ErrNoCommits) {
+		t.Fatalf("auditor, new group: %v, want ErrNoCommits", err)
+	}
 }
 
 // commit sets group's committed offsets as a consumer without members can.

@@ -371,8 +371,11 @@
     badge.textContent = v.ok ? 'lineage verified' : 'lineage FAILED verification';
     detail.classList.toggle('error', !v.ok);
     detail.textContent = '';
+    const commits = v.commits === 'checked'
+      ? 'Signatures, hash chains, offset coverage and the consumer group\'s committed offsets checked by the server.'
+      : 'Signatures, hash chains and offset coverage checked by the server; the consumer group\'s commits were not (serve --spec checks them).';
     detail.append(h('p', { id: 'verify-summary' }, `${v.ok ? 'OK' : 'FAILED'}: ${v.chains} chains, ${v.segments} segments, ` +
-      `${v.events} events, ${v.replays} replays. Signatures, hash chains and offset coverage checked by the server.`));
+      `${v.events} events, ${v.replays} replays. ${commits}`));
     if ((v.problems || []).length) {
       const ul = h('ul', {});
       for (const p of v.problems) ul.append(h('li', {}, p));
