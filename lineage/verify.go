@@ -544,13 +544,15 @@ func (v *verifier) commits(cm Commits) {
 		case !ok:
 			v.problem(Problem{Chain: chain, Message: fmt.Sprintf(
 				"group %s committed %s/%d through offset %d, but no chain records the partition: "+
-					"those records were committed without lineage (the chain deleted, or the group's offsets moved by hand)",
+					"those records were committed without lineage (the chain deleted, or the group's offsets moved past them: "+
+					"sluice run --replay-from a later time, or by hand)",
 				cm.Group, cm.Topic, p, next-1)})
 		case next-1 > l:
 			// Where the missing events would be: after the chain's last.
 			v.problem(Problem{Chain: chain, Seq: v.ends[chain], Message: fmt.Sprintf(
 				"group %s committed %s/%d through offset %d, but the chain records it only through %d: "+
-					"offsets %d..%d were committed without lineage (the chain's last segments deleted, or the group's offsets moved past them by hand)",
+					"offsets %d..%d were committed without lineage (the chain's last segments deleted, or the group's offsets moved past them: "+
+					"sluice run --replay-from a later time, or by hand)",
 				cm.Group, cm.Topic, p, next-1, l, l+1, next-1)})
 		}
 	}
