@@ -46,19 +46,7 @@ func TestLineageVerifyAgainstCommits(t *testing.T) {
 	}
 	commit(t, brokers, "audit-demo", next)
 	spec := filepath.Join(t.TempDir(), "demo.yaml")
-	writeFile(t, spec, fmt.Appendf(nil, `name: demo
-source: {brokers: [%q], topic: events, group: audit-demo}
-schema:
-  - {name: amount, type: float64}
-features:
-  - {name: amount_log, input: amount, ops: [log1p]}
-executors:
-  - {id: local, location: {kind: onprem, jurisdiction: DE}, sink: local}
-sinks:
-  - {name: local, url: "file:///tmp/unused"}
-quarantine: {sink: local}
-lineage: {url: "file://%s"}
-`, brokers[0], base))
+	writeFile(t, spec, demoSourceSpec(brokers[0], "audit-demo", "file://"+base))
 
 	code, out, errOut = sluice(t, "lineage", "verify", "--spec", spec)
 	if code != exitOK || !strings.Contains(out, "commits checked") {
@@ -135,19 +123,7 @@ func TestSpecCommitsOfANewGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cluster.Close()
-	spec, err := transform.Parse("spec.yaml", fmt.Appendf(nil, `name: demo
-source: {brokers: [%q], topic: events}
-schema:
-  - {name: amount, type: float64}
-features:
-  - {name: amount_log, input: amount, ops: [log1p]}
-executors:
-  - {id: local, location: {kind: onprem, jurisdiction: DE}, sink: local}
-sinks:
-  - {name: local, url: "file:///tmp/unused"}
-quarantine: {sink: local}
-lineage: {url: "file:///tmp/unused"}
-`, cluster.ListenAddrs()[0]))
+	spec, err := transform.Parse("spec.yaml", demoSourceSpec(cluster.ListenAddrs()[0], "", "file:///tmp/unused"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,6 +134,29 @@ lineage: {url: "file:///tmp/unused"}
 	if _, err := specCommits(spec, false)(context.Background()); !errors.Is(err, kafka.ErrNoCommits) {
 		t.Fatalf("auditor, new group: %v, want ErrNoCommits", err)
 	}
+}
+
+// demoSourceSpec is a valid spec named like the demo pipeline, reading
+// its topic from broker as group (empty: the default group), with its
+// lineage at lineageURL: what verify --spec needs of one.
+func demoSourceSpec(broker, group, lineageURL string) []byte {
+	source := fmt.Sprintf("{brokers: [%q], topic: events}", broker)
+	if group != "" {
+		source = fmt.Sprintf("{brokers: [%q], topic: events, group: %s}", broker, group)
+	}
+	return fmt.Appendf(nil, `name: demo
+source: %s
+schema:
+  - {name: amount, type: float64}
+features:
+  - {name: amount_log, input: amount, ops: [log1p]}
+executors:
+  - {id: local, location: {kind: onprem, jurisdiction: DE}, sink: local}
+sinks:
+  - {name: local, url: "file:///tmp/unused"}
+quarantine: {sink: local}
+lineage: {url: %q}
+`, source, lineageURL)
 }
 
 // commit sets group's committed offsets as a consumer without members can.
