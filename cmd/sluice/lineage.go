@@ -17,7 +17,6 @@ import (
 	"github.com/sluice-dev/sluice/lineage"
 	"github.com/sluice-dev/sluice/storage"
 	"github.com/sluice-dev/sluice/storage/backend"
-	"github.com/sluice-dev/sluice/transform"
 )
 
 const lineageUsage = `Usage:
@@ -103,12 +102,9 @@ progress line goes to stderr every --progress (default 2s; 0: none).
 	// durable, so lineage read afterwards holds every commit seen here.
 	var commits *lineage.Commits
 	if *specFile != "" {
-		spec, err := transform.Load(*specFile)
+		spec, err := loadAuditSpec(*specFile, store)
 		if err != nil {
 			return err
-		}
-		if *store == "" {
-			*store = spec.Lineage.URL
 		}
 		if commits, err = specCommits(spec, false)(ctx); err != nil {
 			return err

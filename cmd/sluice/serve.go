@@ -98,12 +98,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	if *specFile != "" {
-		spec, err := transform.Load(*specFile)
+		spec, err := loadAuditSpec(*specFile, store)
 		if err != nil {
 			return err
-		}
-		if *store == "" {
-			*store = spec.Lineage.URL
 		}
 		opts.Commits = specCommits(spec, false)
 	}
@@ -119,6 +116,19 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	fmt.Fprintf(stdout, "sluice serve: listening on http://%s\n", addr)
 	return wait()
+}
+
+// loadAuditSpec loads the pipeline spec an auditor's command checks the
+// consumer group's commits with, and defaults *store to its lineage URL.
+func loadAuditSpec(path string, store *string) (*transform.Spec, error) {
+	spec, err := transform.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	if *store == "" {
+		*store = spec.Lineage.URL
+	}
+	return spec, nil
 }
 
 // specCommits reads the committed offsets of spec's consumer group on its

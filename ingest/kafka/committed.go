@@ -18,9 +18,9 @@ var ErrNoCommits = errors.New("the group has committed no offsets on the topic (
 // Committed returns, for each partition of topic that group has committed
 // an offset on, the committed offset: the next offset the group will read.
 // Partitions without a commit are absent; none at all is ErrNoCommits. It
-// reads; it joins no group and
-// commits nothing, so it is safe while replicas run (an auditor's check
-// of the lineage against the commits, `sluice lineage verify --spec`).
+// only reads (it joins no group and commits nothing), so it is safe while
+// replicas run: it serves an auditor's check of the lineage against the
+// commits (`sluice lineage verify --spec`).
 func Committed(ctx context.Context, brokers []string, sec ingest.Security, group, topic string) (map[int]int64, error) {
 	fail := func(err error) error {
 		return fmt.Errorf("kafka: committed offsets of group %q on %q: %w", group, topic, err)
