@@ -7,8 +7,6 @@ import (
 	"io"
 	"path"
 	"runtime"
-	"sort"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -187,68 +185,40 @@ func (discardStore) Stat(_ context.Context, key string) (storage.Attrs, error) {
 }
 func (discardStore) Iter(context.Context, string, func(string) error) error { return nil }
 
-// tailStore keeps only the newest object of each folder: enough for a
-// lineage writer, which reads a chain's tail once and then appends.
+// tailStore is a memStore that keeps only the newest object of each
+// folder: enough for a lineage writer, which reads a chain's tail once and
+// then appends.
 type tailStore struct {
+	*memStore
 	mu     sync.Mutex
-	latest map[string]string // folder -> key
-	data   map[string][]byte // key -> bytes, the latest keys only
+	latest map[string]string // folder -> its newest key
 }
 
 func newTailStore() *tailStore {
-	return &tailStore{latest: map[string]string{}, data: map[string][]byte{}}
+	return &tailStore{memStore: newMemStore(), latest: map[string]string{}}
 }
 
-func (s *tailStore) put(key string, r io.Reader, exclusive bool) error {
-	b, err := io.ReadAll(r)
+func (s *tailStore) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+	return s.keep(ctx, key, s.memStore.Put(ctx, key, r, size))
+}
+
+func (s *tailStore) Create(ctx context.Context, key string, r io.Reader, size int64) error {
+	return s.keep(ctx, key, s.memStore.Create(ctx, key, r, size))
+}
+
+// keep drops the folder's previous newest object once key is written.
+func (s *tailStore) keep(ctx context.Context, key string, err error) error {
 	if err != nil {
 		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.data[key]; ok && exclusive {
-		return fmt.Errorf("%s: %w", key, storage.ErrExists)
-	}
 	dir := path.Dir(key)
-	if old, ok := s.latest[dir]; ok && old < key {
-		delete(s.data, old)
-	}
-	if old := s.latest[dir]; old <= key {
+	if old := s.latest[dir]; old < key {
+		if old != "" {
+			_ = s.memStore.Delete(ctx, old)
+		}
 		s.latest[dir] = key
-	}
-	s.data[key] = b
-	return nil
-}
-
-func (s *tailStore) Put(_ context.Context, key string, r io.Reader, _ int64) error {
-	return s.put(key, r, false)
-}
-func (s *tailStore) Create(_ context.Context, key string, r io.Reader, _ int64) error {
-	return s.put(key, r, true)
-}
-func (s *tailStore) Get(_ context.Context, key string) (io.ReadCloser, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	b, ok := s.data[key]
-	if !ok {
-		return nil, fmt.Errorf("%s: %w", key, storage.ErrNotExist)
-	}
-	return io.NopCloser(strings.NewReader(string(b))), nil
-}
-func (s *tailStore) Iter(_ context.Context, prefix string, fn func(string) error) error {
-	s.mu.Lock()
-	var keys []string
-	for k := range s.data {
-		if strings.HasPrefix(k, prefix) {
-			keys = append(keys, k)
-		}
-	}
-	s.mu.Unlock()
-	sort.Strings(keys)
-	for _, k := range keys {
-		if err := fn(k); err != nil {
-			return err
-		}
 	}
 	return nil
 }
